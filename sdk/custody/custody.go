@@ -1,0 +1,67 @@
+// Package custody defines the key-custody contract: who holds the token
+// signing keys and the key that seals secrets at rest. The core never sees
+// a private key; it asks the custodian to sign and to seal or open.
+package custody
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"time"
+)
+
+// KeyState is where a signing key is in its life.
+type KeyState string
+
+const (
+	// StateNext: published for verifiers, not yet signing.
+	StateNext KeyState = "next"
+	// StateActive: the key that signs new tokens. Exactly one.
+	StateActive KeyState = "active"
+	// StateRetiring: no longer signs; still published until every token
+	// it signed has expired.
+	StateRetiring KeyState = "retiring"
+	// StateRetired: unpublished.
+	StateRetired KeyState = "retired"
+)
+
+// PublicKey is a signing key's public half and metadata.
+type PublicKey struct {
+	// KID is the RFC 7638 JWK thumbprint of the key.
+	KID       string
+	Alg       string // always "EdDSA"
+	Key       ed25519.PublicKey
+	State     KeyState
+	CreatedAt time.Time
+}
+
+// Info describes a custodian and its optional capabilities.
+type Info struct {
+	Name string
+}
+
+// Custodian holds keys. Implementations must be safe for concurrent use.
+type Custodian interface {
+	// Info reports the custodian's name.
+	Info(ctx context.Context) (Info, error)
+	// PublicKeys lists every key that is not retired. Exactly one is
+	// StateActive. Callers cache the result; it changes only on rotation.
+	PublicKeys(ctx context.Context) ([]PublicKey, error)
+	// Sign signs msg (the JWS signing input, not a digest) with the
+	// Ed25519 key kid. ErrNotFound when kid is unknown or retired,
+	// ErrUnavailable when the key store cannot be reached.
+	Sign(ctx context.Context, kid string, msg []byte) ([]byte, error)
+	// Encrypt seals plaintext for storage at rest, authenticated
+	// together with aad (callers bind the owner, e.g. "totp:<id>"). The
+	// result is self-describing: Decrypt needs only it and aad.
+	Encrypt(ctx context.Context, plaintext, aad []byte) ([]byte, error)
+	// Decrypt opens what Encrypt sealed. ErrInvalidArgument when the
+	// blob is malformed or fails authentication (wrong aad, tampering).
+	Decrypt(ctx context.Context, sealed, aad []byte) ([]byte, error)
+	// Close releases the custodian.
+	Close(ctx context.Context) error
+}
+
+// Factory opens a custodian from its URI (for example
+// "local:///etc/mcias/keys?key_file=/etc/mcias/master.key").
+type Factory func(ctx context.Context, uri string, logger *slog.Logger) (Custodian, error)

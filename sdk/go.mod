@@ -1,0 +1,3 @@
+module github.com/metacircular/mcias/sdk
+
+go 1.26
