@@ -1,0 +1,277 @@
+// Package file is the builtin audit sink that appends events to a local
+// JSON Lines file, one object per line:
+//
+//	{"id":..,"seq":..,"time":..,"type":..,"actor_id":..,"account_id":..,"ip":..,"request_id":..,"outcome":..,"details":{..}}
+//
+// URI: file:///abs/path.jsonl or file:rel/path.jsonl. The file is created
+// with mode 0600 and opened O_APPEND; each Deliver writes its batch with
+// one write and fsyncs before returning, so a nil error means the events
+// are on disk. actor_id and account_id are omitted when empty.
+package file
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/audit"
+)
+
+// Name is the sink's name, as reported by Info.
+const Name = "file"
+
+// recentIDs is how many delivered event IDs the sink remembers to drop
+// redeliveries. The dispatcher resends at most one batch after an error,
+// so this only needs to cover a few batches.
+const recentIDs = 4096
+
+// Record is the JSON form of one line.
+type Record struct {
+	ID        string            `json:"id"`
+	Seq       int64             `json:"seq"`
+	Time      time.Time         `json:"time"`
+	Type      audit.Type        `json:"type"`
+	ActorID   string            `json:"actor_id,omitempty"`
+	AccountID string            `json:"account_id,omitempty"`
+	IP        string            `json:"ip"`
+	RequestID string            `json:"request_id"`
+	Outcome   audit.Outcome     `json:"outcome"`
+	Details   map[string]string `json:"details"`
+}
+
+// FromEvent converts an event to its line form.
+func FromEvent(e audit.Event) Record {
+	d := e.Details
+	if d == nil {
+		d = map[string]string{}
+	}
+	return Record{
+		ID: e.ID, Seq: e.Seq, Time: e.Time.UTC(), Type: e.Type, ActorID: e.ActorID,
+		AccountID: e.AccountID, IP: e.IP, RequestID: e.RequestID, Outcome: e.Outcome, Details: d,
+	}
+}
+
+// Event converts a line back to an event.
+func (r Record) Event() audit.Event {
+	return audit.Event{
+		ID: r.ID, Seq: r.Seq, Time: r.Time, Type: r.Type, ActorID: r.ActorID,
+		AccountID: r.AccountID, IP: r.IP, RequestID: r.RequestID, Outcome: r.Outcome, Details: r.Details,
+	}
+}
+
+// Sink appends events to a file. It is safe for concurrent use.
+type Sink struct {
+	path   string
+	logger *slog.Logger
+
+	mu     sync.Mutex
+	f      *os.File
+	closed bool
+	// torn is set when the file may end in a partial line (a failed write
+	// or a crash before this start), so the next write starts a new line.
+	torn bool
+	seen map[string]struct{}
+	ring []string
+	next int
+}
+
+var _ audit.Sink = (*Sink)(nil)
+
+func parseURI(uri string) (string, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return "", fmt.Errorf("file audit: parse uri: %w", sdk.ErrInvalidArgument)
+	}
+	if u.Scheme != "file" {
+		return "", fmt.Errorf("file audit: uri scheme %q is not \"file\": %w", u.Scheme, sdk.ErrInvalidArgument)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("file audit: uri takes no query or fragment: %w", sdk.ErrInvalidArgument)
+	}
+	switch {
+	case u.Opaque != "":
+		return u.Opaque, nil // file:rel/path.jsonl
+	case u.Host != "" && u.Host != "localhost":
+		return "", fmt.Errorf("file audit: uri has a host %q; use file:///abs/path or file:rel/path: %w", u.Host, sdk.ErrInvalidArgument)
+	case u.Path == "" || u.Path == "/":
+		return "", fmt.Errorf("file audit: uri names no file: %w", sdk.ErrInvalidArgument)
+	default:
+		return u.Path, nil
+	}
+}
+
+// Open opens (creating if needed) the audit file named by uri. It matches
+// audit.Factory. An existing file that others can read or write is
+// refused: audit records reveal who logged in from where.
+func Open(ctx context.Context, uri string, logger *slog.Logger) (audit.Sink, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	path, err := parseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("file audit: open %s: %w: %w", path, sdk.ErrUnavailable, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("file audit: stat %s: %w: %w", path, sdk.ErrUnavailable, err)
+	}
+	if !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("file audit: %s is not a regular file: %w", path, sdk.ErrInvalidArgument)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		f.Close()
+		return nil, fmt.Errorf("file audit: %s has mode %#o; it must be 0600 or stricter (chmod 600 %s): %w", path, perm, path, sdk.ErrInvalidArgument)
+	}
+	torn, err := endsTorn(path, st.Size())
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if torn {
+		logger.Warn("file audit: file ends in a partial line; starting a new line", "path", path)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Sink{
+		path: path, logger: logger, f: f, torn: torn,
+		seen: make(map[string]struct{}, recentIDs), ring: make([]string, recentIDs),
+	}, nil
+}
+
+// endsTorn reports whether a non-empty file does not end in a newline.
+func endsTorn(path string, size int64) (bool, error) {
+	if size == 0 {
+		return false, nil
+	}
+	r, err := os.Open(path)
+	if err != nil {
+		return false, fmt.Errorf("file audit: read %s: %w: %w", path, sdk.ErrUnavailable, err)
+	}
+	defer r.Close()
+	var b [1]byte
+	if _, err := r.ReadAt(b[:], size-1); err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("file audit: read %s: %w: %w", path, sdk.ErrUnavailable, err)
+	}
+	return b[0] != '\n', nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file audit: sync directory: %w: %w", sdk.ErrUnavailable, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("file audit: sync directory: %w: %w", sdk.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Info implements audit.Sink.
+func (s *Sink) Info(ctx context.Context) (audit.Info, error) {
+	return audit.Info{Name: Name}, nil
+}
+
+// Deliver implements audit.Sink: it appends the events not delivered
+// recently (by ID) in one write and fsyncs. On error nothing is marked
+// delivered, so the retried batch is written again in full; readers must
+// drop duplicate IDs, as the audit contract says.
+func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("file audit: deliver: sink is closed: %w", sdk.ErrUnavailable)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("file audit: deliver: %w: %w", sdk.ErrUnavailable, err)
+	}
+	var buf bytes.Buffer
+	if s.torn {
+		buf.WriteByte('\n')
+	}
+	var ids []string
+	batch := map[string]struct{}{}
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	for _, e := range events {
+		if e.ID != "" { // producers always set an ID; never merge events without one
+			if _, dup := s.seen[e.ID]; dup {
+				continue
+			}
+			if _, dup := batch[e.ID]; dup {
+				continue
+			}
+			batch[e.ID] = struct{}{}
+		}
+		if err := enc.Encode(FromEvent(e)); err != nil { // Encode ends each record with '\n'
+			return fmt.Errorf("file audit: encode event %s: %w", e.ID, sdk.ErrInvalidArgument)
+		}
+		ids = append(ids, e.ID)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := s.f.Write(buf.Bytes()); err != nil {
+		s.torn = true
+		return fmt.Errorf("file audit: write %s: %w: %w", s.path, sdk.ErrUnavailable, err)
+	}
+	s.torn = false
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("file audit: sync %s: %w: %w", s.path, sdk.ErrUnavailable, err)
+	}
+	for _, id := range ids {
+		if id != "" {
+			s.remember(id)
+		}
+	}
+	return nil
+}
+
+// remember adds id to the bounded set of recently delivered IDs.
+func (s *Sink) remember(id string) {
+	if old := s.ring[s.next]; old != "" {
+		delete(s.seen, old)
+	}
+	s.ring[s.next] = id
+	s.seen[id] = struct{}{}
+	s.next = (s.next + 1) % len(s.ring)
+}
+
+// Close implements audit.Sink. Closing twice is a no-op.
+func (s *Sink) Close(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	err := s.f.Sync()
+	if cerr := s.f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("file audit: close %s: %w: %w", s.path, sdk.ErrUnavailable, err)
+	}
+	return nil
+}

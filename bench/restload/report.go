@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+type machine struct {
+	cpu, kernel, goVersion, date string
+	cores                        int
+}
+
+func describeMachine() machine {
+	m := machine{
+		cpu:       "unknown",
+		kernel:    runtime.GOOS,
+		goVersion: runtime.Version(),
+		date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+		cores:     runtime.NumCPU(),
+	}
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			k, v, ok := strings.Cut(sc.Text(), ":")
+			if ok && strings.TrimSpace(k) == "model name" {
+				m.cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// writeReport prints the Markdown for bench/README.md.
+func writeReport(w io.Writer, o options, r *results) {
+	m := r.machine
+	bare, mcias := merge(r.bareRounds), merge(r.mciasRound)
+	a := r.argon
+
+	fmt.Fprintf(w, "#### restload, %s\n\n", m.date)
+	fmt.Fprintln(w, "| machine | |")
+	fmt.Fprintln(w, "|---|---|")
+	fmt.Fprintf(w, "| CPU | %s |\n", m.cpu)
+	fmt.Fprintf(w, "| cores | %d (load generator, server and ceiling share them) |\n", m.cores)
+	fmt.Fprintf(w, "| Go | %s |\n", m.goVersion)
+	fmt.Fprintf(w, "| OS | %s |\n", m.kernel)
+	fmt.Fprintf(w, "| run | `-c %d -d %s -rounds %d -logins %d`, warm-up %s; argon2id t=%d m=%d KiB p=%d |\n\n",
+		o.clients, o.duration, o.rounds, o.logins, o.warmup, a.Time, a.MemoryKiB, a.Threads)
+
+	fmt.Fprintln(w, "| measure | MCIAS | ceiling | MCIAS / ceiling |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	val := fmt.Sprintf("validate, %d clients, %d×%s", o.clients, o.rounds, o.duration)
+	fmt.Fprintf(w, "| %s: requests/s | %.0f | %.0f | %.2f |\n", val, mcias.rate(), bare.rate(), ratio(mcias.rate(), bare.rate()))
+	fmt.Fprintf(w, "| %s: p50 latency | %s | %s | %.2f |\n", val, fmtDur(mcias.pct(0.5)), fmtDur(bare.pct(0.5)),
+		ratio(float64(mcias.pct(0.5)), float64(bare.pct(0.5))))
+	fmt.Fprintf(w, "| %s: p99 latency | %s | %s | %.2f |\n", val, fmtDur(mcias.pct(0.99)), fmtDur(bare.pct(0.99)),
+		ratio(float64(mcias.pct(0.99)), float64(bare.pct(0.99))))
+	ls, hs := r.loginSeq, r.hashSeq
+	fmt.Fprintf(w, "| login, sequential (%d) vs one argon2id hash: p50 | %s | %s | %.2f |\n", len(ls),
+		fmtDur(pct(ls, 0.5)), fmtDur(pct(hs, 0.5)), ratio(float64(pct(ls, 0.5)), float64(pct(hs, 0.5))))
+	fmt.Fprintf(w, "| login, sequential (%d) vs one argon2id hash: p99 | %s | %s | %.2f |\n", len(ls),
+		fmtDur(pct(ls, 0.99)), fmtDur(pct(hs, 0.99)), ratio(float64(pct(ls, 0.99)), float64(pct(hs, 0.99))))
+	fmt.Fprintf(w, "| logins/s, %d clients, vs argon2id hashes/s, %d goroutines (%s) | %.1f | %.1f | %.2f |\n",
+		r.loginConc, r.hashSat.Workers, o.duration, r.loginSat.rate(), r.hashSat.rate(),
+		ratio(r.loginSat.rate(), r.hashSat.rate()))
+	fmt.Fprintln(w)
+
+	fmt.Fprintln(w, "| validate round | ceiling requests/s | MCIAS requests/s |")
+	fmt.Fprintln(w, "|---|---:|---:|")
+	for i := range r.bareRounds {
+		fmt.Fprintf(w, "| %d | %.0f | %.0f |\n", i+1, r.bareRounds[i].rate(), r.mciasRound[i].rate())
+	}
+	fmt.Fprintf(w, "\nUnder saturation a login took p50 %s, p99 %s.\n",
+		fmtDur(r.loginSat.pct(0.5)), fmtDur(r.loginSat.pct(0.99)))
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+var errNotReady = errors.New("server is not ready")
+
+var miscCommands = []command{
+	{name: "audit list", synopsis: "[-type T] [-account ID] [-since RFC3339|DURATION] [-limit 1..500] [-cursor C]", help: "list audit events, newest first (admin)", run: auditList},
+	{name: "health", synopsis: "", help: "is the server process alive", run: health},
+	{name: "ready", synopsis: "", help: "are all backends up; exit 1 when not", run: ready},
+	{name: "jwks", synopsis: "", help: "list the keys verifiers should accept (/.well-known/jwks.json)", run: showJWKS},
+	{name: "pubkey", synopsis: "", help: "show the current signing key (/v1/keys/public)", run: showPublicKey},
+}
+
+// parseSince accepts an RFC 3339 time or a duration meaning "that long
+// ago", and returns RFC 3339 in UTC for the query.
+func parseSince(s string, now time.Time) (string, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t.UTC().Format(time.RFC3339Nano), nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d > 0 {
+		return now.Add(-d).UTC().Format(time.RFC3339), nil
+	}
+	return "", fmt.Errorf("-since must be an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (24h), not %q", s)
+}
+
+func auditList(ctx context.Context, a *app, c *command, args []string) error {
+	fs := flags(c)
+	typ := fs.String("type", "", "only events of this type (login_success, account_create, ...)")
+	accountID := fs.String("account", "", "only events about this account id")
+	since := fs.String("since", "", "only events at or after this RFC 3339 time, or this long ago (24h)")
+	limit := fs.Int("limit", 0, "page size, 1..500 (server default 100)")
+	cursor := fs.String("cursor", "", "next_cursor of the previous page")
+	if _, err := a.parse(c, fs, args, 0, 0); err != nil {
+		return err
+	}
+	q := url.Values{}
+	setIf(q, "type", *typ)
+	setIf(q, "account_id", *accountID)
+	setIf(q, "cursor", *cursor)
+	if *since != "" {
+		s, err := parseSince(*since, time.Now())
+		if err != nil {
+			return &usageError{msg: err.Error(), cmd: c}
+		}
+		q.Set("since", s)
+	}
+	if err := addLimit(c, q, *limit); err != nil {
+		return err
+	}
+	var page auditPage
+	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/audit", Query: q, Auth: true}, &page)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		printRaw(a.sys.Stdout, raw)
+		return nil
+	}
+	printTable(a.sys.Stdout, auditHeader, auditRows(page.Events))
+	nextPage(a, "audit list", page.NextCursor)
+	return nil
+}
+
+func health(ctx context.Context, a *app, c *command, args []string) error {
+	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
+		return err
+	}
+	var h struct {
+		Status string `json:"status"`
+	}
+	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/health"}, &h)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		printRaw(a.sys.Stdout, raw)
+		return nil
+	}
+	fmt.Fprintln(a.sys.Stdout, clean(h.Status))
+	return nil
+}
+
+// ready prints the readiness report for 200 and for 503 alike: the 503
+// body is the report (which backend is down), not an error object.
+func ready(ctx context.Context, a *app, c *command, args []string) error {
+	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
+		return err
+	}
+	var r readiness
+	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/ready"}, &r)
+	var ae *APIError
+	notReady := errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable &&
+		json.Unmarshal(ae.Body, &r) == nil && r.Status != ""
+	if err != nil && !notReady {
+		return err
+	}
+	if a.json {
+		printRaw(a.sys.Stdout, raw)
+	} else {
+		fmt.Fprintln(a.sys.Stdout, clean(r.Status))
+		printTable(a.sys.Stdout, readyHeader, readyRows(r))
+	}
+	if notReady {
+		down := []string{}
+		for _, row := range readyRows(r) {
+			if row[2] != "up" {
+				down = append(down, row[0])
+			}
+		}
+		return fmt.Errorf("%w; down: %s (unavailable, HTTP 503)", errNotReady, strings.Join(down, ", "))
+	}
+	return nil
+}
+
+func showJWKS(ctx context.Context, a *app, c *command, args []string) error {
+	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
+		return err
+	}
+	var set jwks
+	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/.well-known/jwks.json"}, &set)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		printRaw(a.sys.Stdout, raw)
+		return nil
+	}
+	printTable(a.sys.Stdout, jwkHeader, jwkRows(set.Keys))
+	return nil
+}
+
+func showPublicKey(ctx context.Context, a *app, c *command, args []string) error {
+	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
+		return err
+	}
+	var k jwk
+	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/keys/public"}, &k)
+	if err != nil {
+		return err
+	}
+	if a.json {
+		printRaw(a.sys.Stdout, raw)
+		return nil
+	}
+	printTable(a.sys.Stdout, jwkHeader, jwkRows([]jwk{k}))
+	return nil
+}
+
+var jwkHeader = []string{"KID", "KTY", "CRV", "ALG", "USE", "X"}
+
+func jwkRows(keys []jwk) [][]string {
+	rows := make([][]string, 0, len(keys))
+	for _, k := range keys {
+		rows = append(rows, []string{k.Kid, k.Kty, k.Crv, k.Alg, k.Use, k.X})
+	}
+	return rows
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/metacircular/mcias/core/password"
+)
+
+// Config is mciassrv's TOML configuration. Relative paths are resolved
+// against the working directory.
+type Config struct {
+	Server   ServerConfig   `toml:"server"`
+	TLS      TLSConfig      `toml:"tls"`
+	Storage  BackendConfig  `toml:"storage"`
+	Custody  BackendConfig  `toml:"custody"`
+	Audit    AuditConfig    `toml:"audit"`
+	Tokens   TokensConfig   `toml:"tokens"`
+	Password PasswordConfig `toml:"password"`
+	Login    LoginConfig    `toml:"login"`
+	Log      LogConfig      `toml:"log"`
+}
+
+type ServerConfig struct {
+	Listen            string   `toml:"listen"`
+	TrustedProxies    []string `toml:"trusted_proxies"`
+	MaxBodyBytes      int64    `toml:"max_body_bytes"`
+	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
+	ReadTimeout       Duration `toml:"read_timeout"`
+	WriteTimeout      Duration `toml:"write_timeout"`
+	IdleTimeout       Duration `toml:"idle_timeout"`
+	ShutdownTimeout   Duration `toml:"shutdown_timeout"`
+}
+
+type TLSConfig struct {
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+}
+
+type BackendConfig struct {
+	URI string `toml:"uri"`
+}
+
+type AuditConfig struct {
+	Sinks []BackendConfig `toml:"sinks"`
+}
+
+type TokensConfig struct {
+	Issuer        string   `toml:"issuer"`
+	TTL           Duration `toml:"ttl"`
+	ServiceTTL    Duration `toml:"service_ttl"`
+	MaxServiceTTL Duration `toml:"max_service_ttl"`
+	Leeway        Duration `toml:"leeway"`
+}
+
+type PasswordConfig struct {
+	Argon2Time          uint32 `toml:"argon2_time"`
+	Argon2MemoryKiB     uint32 `toml:"argon2_memory_kib"`
+	Argon2Threads       uint8  `toml:"argon2_threads"`
+	MaxConcurrentHashes int    `toml:"max_concurrent_hashes"`
+	MinLength           int    `toml:"min_length"`
+}
+
+type LoginConfig struct {
+	RatePerMinute float64 `toml:"rate_per_minute"`
+	Burst         int     `toml:"burst"`
+}
+
+type LogConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// Duration is a time.Duration written as a Go duration string ("90s").
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (use e.g. \"30s\", \"15m\", \"24h\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func defaultConfig() Config {
+	p := password.DefaultParams()
+	return Config{
+		Server: ServerConfig{
+			Listen:            "127.0.0.1:8443",
+			MaxBodyBytes:      64 << 10,
+			ReadHeaderTimeout: Duration{10 * time.Second},
+			ReadTimeout:       Duration{30 * time.Second},
+			WriteTimeout:      Duration{30 * time.Second},
+			IdleTimeout:       Duration{120 * time.Second},
+			ShutdownTimeout:   Duration{15 * time.Second},
+		},
+		Tokens: TokensConfig{
+			TTL:           Duration{time.Hour},
+			ServiceTTL:    Duration{24 * time.Hour},
+			MaxServiceTTL: Duration{90 * 24 * time.Hour},
+			Leeway:        Duration{30 * time.Second},
+		},
+		Password: PasswordConfig{
+			Argon2Time:      p.Time,
+			Argon2MemoryKiB: p.MemoryKiB,
+			Argon2Threads:   p.Threads,
+			MinLength:       12,
+		},
+		Login: LoginConfig{RatePerMinute: 30, Burst: 10},
+		Log:   LogConfig{Level: "info", Format: "json"},
+	}
+}
+
+// loadConfig reads and validates a config file. Unknown keys are errors,
+// so a typo cannot silently leave a default in place.
+func loadConfig(path string, known knownSchemes) (Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("config: %w", err)
+	}
+	cfg := defaultConfig()
+	dec := toml.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return Config{}, fmt.Errorf("config %s: unknown keys:\n%s", path, strict.String())
+		}
+		var de *toml.DecodeError
+		if errors.As(err, &de) {
+			row, col := de.Position()
+			return Config{}, fmt.Errorf("config %s:%d:%d: %s", path, row, col, de.Error())
+		}
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.validate(known); err != nil {
+		return Config{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// knownSchemes lists the backend URI schemes this binary can load.
+type knownSchemes struct {
+	storage, custody, audit []string
+}
+
+func (c *Config) validate(known knownSchemes) error {
+	var errs []error
+	add := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+
+	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
+		add("server.listen %q must be host:port", c.Server.Listen)
+	}
+	for _, p := range c.Server.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				add("server.trusted_proxies: %q is neither an IP nor a CIDR", p)
+			}
+		}
+	}
+	if c.Server.MaxBodyBytes < 1024 || c.Server.MaxBodyBytes > 16<<20 {
+		add("server.max_body_bytes must be between 1024 and 16777216")
+	}
+	for name, d := range map[string]Duration{
+		"server.read_header_timeout": c.Server.ReadHeaderTimeout, "server.read_timeout": c.Server.ReadTimeout,
+		"server.write_timeout": c.Server.WriteTimeout, "server.idle_timeout": c.Server.IdleTimeout,
+		"server.shutdown_timeout": c.Server.ShutdownTimeout,
+	} {
+		if d.Duration <= 0 {
+			add("%s must be positive", name)
+		}
+	}
+	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+		add("tls.cert_file and tls.key_file are required (run `mciassrv init` for a development certificate)")
+	}
+	checkScheme(add, "storage.uri", c.Storage.URI, known.storage)
+	checkScheme(add, "custody.uri", c.Custody.URI, known.custody)
+	for i, s := range c.Audit.Sinks {
+		checkScheme(add, fmt.Sprintf("audit.sinks[%d].uri", i), s.URI, known.audit)
+	}
+	if c.Tokens.Issuer == "" {
+		add("tokens.issuer is required (the iss claim, e.g. \"https://mcias.example.org\")")
+	}
+	if c.Tokens.TTL.Duration < time.Minute || c.Tokens.TTL.Duration > 7*24*time.Hour {
+		add("tokens.ttl must be between 1m and 168h")
+	}
+	if c.Tokens.MaxServiceTTL.Duration < time.Minute || c.Tokens.MaxServiceTTL.Duration > 366*24*time.Hour {
+		add("tokens.max_service_ttl must be between 1m and 8784h (366 days)")
+	}
+	if c.Tokens.ServiceTTL.Duration < time.Minute || c.Tokens.ServiceTTL.Duration > c.Tokens.MaxServiceTTL.Duration {
+		add("tokens.service_ttl must be between 1m and tokens.max_service_ttl")
+	}
+	if c.Tokens.Leeway.Duration < 0 || c.Tokens.Leeway.Duration > 5*time.Minute {
+		add("tokens.leeway must be between 0s and 5m")
+	}
+	if err := c.passwordParams().Validate(); err != nil {
+		add("password: %v", err)
+	}
+	if c.Password.MaxConcurrentHashes < 0 {
+		add("password.max_concurrent_hashes must be 0 (one per CPU) or positive")
+	}
+	if c.Password.MinLength < 8 || c.Password.MinLength > 256 {
+		add("password.min_length must be between 8 and 256")
+	}
+	if c.Login.RatePerMinute <= 0 || c.Login.Burst < 1 {
+		add("login.rate_per_minute must be positive and login.burst at least 1")
+	}
+	switch strings.ToLower(c.Log.Level) {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level must be debug, info, warn or error")
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		add("log.format must be json or text")
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) passwordParams() password.Params {
+	return password.Params{
+		Time:      c.Password.Argon2Time,
+		MemoryKiB: c.Password.Argon2MemoryKiB,
+		Threads:   c.Password.Argon2Threads,
+	}
+}
+
+func checkScheme(add func(string, ...any), key, uri string, known []string) {
+	if uri == "" {
+		add("%s is required (known schemes: %s)", key, strings.Join(known, ", "))
+		return
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme == "" {
+		add("%s %q is not a URI of the form scheme:... (known schemes: %s)", key, uri, strings.Join(known, ", "))
+		return
+	}
+	for _, k := range known {
+		if u.Scheme == k {
+			return
+		}
+	}
+	sorted := append([]string(nil), known...)
+	sort.Strings(sorted)
+	add("%s: unknown scheme %q (known schemes: %s)", key, u.Scheme, strings.Join(sorted, ", "))
+}

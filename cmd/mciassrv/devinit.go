@@ -1,0 +1,159 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/metacircular/mcias/backends/custody/local"
+)
+
+// devInit lays out a development instance under dir: a master key file,
+// a throwaway CA and a certificate for 127.0.0.1/::1/localhost, and a
+// config that uses them. Existing files are kept, so it is safe to run
+// before every start.
+func devInit(dir, listen string, out io.Writer) (configPath string, err error) {
+	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	keyFile := filepath.Join(dir, "master.key")
+	if !exists(keyFile) {
+		if err := local.GenerateKeyFile(keyFile); err != nil {
+			return "", fmt.Errorf("init: master key: %w", err)
+		}
+		fmt.Fprintf(out, "created %s (master key: back it up; without it sealed keys and secrets are lost)\n", keyFile)
+	}
+	caFile := filepath.Join(dir, "tls", "ca.pem")
+	certFile := filepath.Join(dir, "tls", "cert.pem")
+	certKey := filepath.Join(dir, "tls", "key.pem")
+	if !exists(certFile) || !exists(certKey) || !exists(caFile) {
+		if err := writeDevCertificates(caFile, certFile, certKey); err != nil {
+			return "", fmt.Errorf("init: certificates: %w", err)
+		}
+		fmt.Fprintf(out, "created %s (development CA: trust it with --cacert or -ca)\n", caFile)
+	}
+	configPath = filepath.Join(dir, "mcias.toml")
+	if !exists(configPath) {
+		cfg := fmt.Sprintf(devConfigTemplate, listen, certFile, certKey,
+			filepath.Join(dir, "mcias.db"), filepath.Join(dir, "keys"), keyFile,
+			filepath.Join(dir, "audit.jsonl"), listen)
+		if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
+			return "", fmt.Errorf("init: %w", err)
+		}
+		fmt.Fprintf(out, "created %s\n", configPath)
+	}
+	return configPath, nil
+}
+
+const devConfigTemplate = `# MCIAS development configuration, written by "mciassrv init".
+# Relative paths are resolved against the working directory.
+
+[server]
+listen = %q
+
+[tls]
+cert_file = %q
+key_file = %q
+
+[storage]
+uri = "sqlite:%s"
+
+[custody]
+uri = "local:%s?key_file=%s"
+
+[[audit.sinks]]
+uri = "file:%s"
+
+[tokens]
+issuer = "https://%s"
+ttl = "1h"
+
+[log]
+format = "text"
+`
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// writeDevCertificates makes a CA valid for a year and a server
+// certificate it signs for the loopback names.
+func writeDevCertificates(caFile, certFile, keyFile string) error {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "MCIAS development CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.AddDate(1, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return err
+	}
+	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &leafKey.PublicKey, caKey)
+	if err != nil {
+		return err
+	}
+	leafKeyDER, err := x509.MarshalPKCS8PrivateKey(leafKey)
+	if err != nil {
+		return err
+	}
+	if err := writePEM(keyFile, 0o600, "PRIVATE KEY", leafKeyDER); err != nil {
+		return err
+	}
+	if err := writePEM(certFile, 0o644, "CERTIFICATE", leafDER); err != nil {
+		return err
+	}
+	return writePEM(caFile, 0o644, "CERTIFICATE", caDER)
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return n
+}
+
+func writePEM(path string, mode os.FileMode, typ string, der []byte) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
+}

@@ -1,0 +1,238 @@
+// Command mciassrv is the MCIAS server: it loads the configured storage,
+// key custody and audit backends, builds the core, and serves the REST
+// API over TLS until SIGTERM or SIGINT.
+//
+//	mciassrv init [-dir run] [-listen 127.0.0.1:8443]   lay out a development instance
+//	mciassrv [serve] -config FILE                        run the server
+//	mciassrv check-config -config FILE                   validate a config and exit
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/metacircular/mcias/api/rest"
+	"github.com/metacircular/mcias/core"
+	"github.com/metacircular/mcias/sdk/audit"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "init":
+		fs := flag.NewFlagSet("init", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		dir := fs.String("dir", "run", "directory for the development instance")
+		listen := fs.String("listen", "127.0.0.1:8443", "address the server will listen on")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		path, err := devInit(*dir, *listen, stdout)
+		if err != nil {
+			fmt.Fprintln(stderr, "mciassrv:", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "development instance ready: mciassrv -config %s\n", path)
+		return 0
+	case "serve", "check-config":
+		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		configPath := fs.String("config", "/etc/mcias/mcias.toml", "configuration file")
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		cfg, err := loadConfig(*configPath, builtinSchemes())
+		if err != nil {
+			fmt.Fprintln(stderr, "mciassrv:", err)
+			return 2
+		}
+		if cmd == "check-config" {
+			fmt.Fprintln(stdout, "configuration is valid")
+			return 0
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+		defer stop()
+		if err := serve(ctx, cfg, stderr); err != nil {
+			fmt.Fprintln(stderr, "mciassrv:", err)
+			return 1
+		}
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, "usage: mciassrv init [-dir run] [-listen addr] | mciassrv [serve] -config FILE | mciassrv check-config -config FILE")
+		return 0
+	default:
+		fmt.Fprintf(stderr, "mciassrv: unknown command %q (init, serve, check-config)\n", cmd)
+		return 2
+	}
+}
+
+func newLogger(cfg LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// serve runs the server until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
+	logger := newLogger(cfg.Log, stderr)
+
+	cert, err := tls.LoadX509KeyPair(cfg.TLS.CertFile, cfg.TLS.KeyFile)
+	if err != nil {
+		return fmt.Errorf("tls: %w", err)
+	}
+	store, err := open(ctx, storageBackends, cfg.Storage.URI, logger.With("backend", "storage"))
+	if err != nil {
+		return fmt.Errorf("storage: %w", err)
+	}
+	defer closeLogged(logger, "storage", store.Close)
+	custodian, err := open(ctx, custodyBackends, cfg.Custody.URI, logger.With("backend", "custody"))
+	if err != nil {
+		return fmt.Errorf("custody: %w", err)
+	}
+	defer closeLogged(logger, "custody", custodian.Close)
+	var sinks []audit.Sink
+	for _, sc := range cfg.Audit.Sinks {
+		sink, err := open(ctx, auditSinks, sc.URI, logger.With("backend", "audit"))
+		if err != nil {
+			return fmt.Errorf("audit sink: %w", err)
+		}
+		defer closeLogged(logger, "audit sink", sink.Close)
+		sinks = append(sinks, sink)
+	}
+
+	svc, err := core.New(ctx, core.Config{
+		Issuer:              cfg.Tokens.Issuer,
+		TokenTTL:            cfg.Tokens.TTL.Duration,
+		ServiceTokenTTL:     cfg.Tokens.ServiceTTL.Duration,
+		MaxServiceTokenTTL:  cfg.Tokens.MaxServiceTTL.Duration,
+		Leeway:              cfg.Tokens.Leeway.Duration,
+		Password:            cfg.passwordParams(),
+		MaxConcurrentHashes: cfg.Password.MaxConcurrentHashes,
+		MinPasswordLength:   cfg.Password.MinLength,
+	}, core.Deps{Store: store, Custodian: custodian, Sinks: sinks, Logger: logger})
+	if err != nil {
+		return fmt.Errorf("core: %w", err)
+	}
+	defer closeLogged(logger, "core", svc.Close)
+
+	if err := bootstrapAdmin(ctx, svc, stderr); err != nil {
+		return err
+	}
+
+	api, err := rest.New(svc, rest.Config{
+		TrustedProxies: cfg.Server.TrustedProxies,
+		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
+		LoginPerMinute: cfg.Login.RatePerMinute,
+		LoginBurst:     cfg.Login.Burst,
+		Logger:         logger,
+	})
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: api.Handler(),
+		TLSConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			MinVersion:   tls.VersionTLS12,
+			// TLS 1.3 is preferred by the Go stack; for 1.2 allow only
+			// forward-secret AEAD suites.
+			CipherSuites: []uint16{
+				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+			},
+		},
+		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Duration,
+		ReadTimeout:       cfg.Server.ReadTimeout.Duration,
+		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
+		IdleTimeout:       cfg.Server.IdleTimeout.Duration,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("mciassrv listening", "addr", ln.Addr().String(), "storage", cfg.Storage.URI)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "grace", cfg.Server.ShutdownTimeout.Duration.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.Duration)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
+
+// bootstrapAdmin creates the first admin on an empty database, from
+// MCIAS_ADMIN_USERNAME / MCIAS_ADMIN_PASSWORD or with a generated
+// password that is printed once, to the terminal, never to the log.
+func bootstrapAdmin(ctx context.Context, svc *core.Service, stderr io.Writer) error {
+	username := os.Getenv("MCIAS_ADMIN_USERNAME")
+	if username == "" {
+		username = "admin"
+	}
+	password := os.Getenv("MCIAS_ADMIN_PASSWORD")
+	generated := password == ""
+	if generated {
+		var b [18]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		password = base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	created, err := svc.Bootstrap(ctx, username, password)
+	if err != nil {
+		return fmt.Errorf("bootstrap admin: %w", err)
+	}
+	if created && generated {
+		fmt.Fprintf(stderr, "\n"+
+			"  MCIAS created the bootstrap admin account. This password is shown once:\n\n"+
+			"    username: %s\n    password: %s\n\n"+
+			"  Change it after logging in (mciasctl auth password).\n\n", username, password)
+	} else if created {
+		fmt.Fprintf(stderr, "\n  MCIAS created the bootstrap admin account %q with the password from MCIAS_ADMIN_PASSWORD.\n\n", username)
+	}
+	return nil
+}
+
+func closeLogged(logger *slog.Logger, what string, closeFn func(context.Context) error) {
+	if err := closeFn(context.Background()); err != nil {
+		logger.Warn("close failed", "what", what, "error", err)
+	}
+}

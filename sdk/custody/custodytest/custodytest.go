@@ -1,0 +1,309 @@
+// Package custodytest is the conformance suite for custody.Custodian.
+// Every custody backend runs it from its own tests:
+//
+//	func TestConformance(t *testing.T) {
+//		custodytest.Run(t, func(t *testing.T) custody.Custodian { return open(t) })
+//	}
+//
+// It checks only the contract in package custody, so it passes for any
+// correct backend, in process or behind the plugin shims.
+package custodytest
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/custody"
+)
+
+// Thumbprint returns the RFC 7638 JWK thumbprint of an Ed25519 public key
+// (RFC 8037 section 2): base64url(SHA-256 of the canonical JWK
+// {"crv":"Ed25519","kty":"OKP","x":"..."}), unpadded.
+func Thumbprint(pub ed25519.PublicKey) string {
+	x := base64.RawURLEncoding.EncodeToString(pub)
+	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// Run runs the suite. newCustodian returns a fresh, open custodian for
+// one subtest; the suite closes it when the subtest ends, so newCustodian
+// must not register its own Close.
+func Run(t *testing.T, newCustodian func(t *testing.T) custody.Custodian) {
+	t.Helper()
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, c custody.Custodian)
+	}{
+		{"info", testInfo},
+		{"public keys", testPublicKeys},
+		{"sign", testSign},
+		{"sign unknown kid", testSignUnknown},
+		{"encrypt round trip", testRoundTrip},
+		{"encrypt is randomised", testRandomised},
+		{"decrypt wrong aad", testWrongAAD},
+		{"decrypt tampered", testTampered},
+		{"decrypt truncated", testTruncated},
+		{"concurrent use", testConcurrent},
+	}
+	for _, tt := range tests {
+		t.Run("case="+tt.name, func(t *testing.T) {
+			c := newCustodian(t)
+			t.Cleanup(func() {
+				if err := c.Close(t.Context()); err != nil {
+					t.Errorf("Close: %v", err)
+				}
+			})
+			tt.fn(t, c)
+		})
+	}
+}
+
+func testInfo(t *testing.T, c custody.Custodian) {
+	info, err := c.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Name == "" {
+		t.Fatal("Info().Name is empty")
+	}
+}
+
+// active returns the single active key, failing the test otherwise.
+func active(t *testing.T, c custody.Custodian) custody.PublicKey {
+	t.Helper()
+	keys, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatalf("PublicKeys: %v", err)
+	}
+	var act []custody.PublicKey
+	for _, k := range keys {
+		if k.State == custody.StateActive {
+			act = append(act, k)
+		}
+	}
+	if len(act) != 1 {
+		t.Fatalf("PublicKeys lists %d active keys, want exactly 1", len(act))
+	}
+	return act[0]
+}
+
+func testPublicKeys(t *testing.T, c custody.Custodian) {
+	keys, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 {
+		t.Fatal("PublicKeys is empty")
+	}
+	active(t, c)
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k.KID] {
+			t.Errorf("kid %s listed twice", k.KID)
+		}
+		seen[k.KID] = true
+		if k.Alg != "EdDSA" {
+			t.Errorf("key %s: Alg = %q, want EdDSA", k.KID, k.Alg)
+		}
+		if len(k.Key) != ed25519.PublicKeySize {
+			t.Errorf("key %s: %d-byte public key", k.KID, len(k.Key))
+			continue
+		}
+		if want := Thumbprint(k.Key); k.KID != want {
+			t.Errorf("kid %s is not the RFC 7638 thumbprint %s", k.KID, want)
+		}
+		switch k.State {
+		case custody.StateNext, custody.StateActive, custody.StateRetiring:
+		default:
+			t.Errorf("key %s: state %q must not be listed", k.KID, k.State)
+		}
+		if k.CreatedAt.IsZero() {
+			t.Errorf("key %s: CreatedAt is zero", k.KID)
+		}
+	}
+	// Callers cache the list; a second call must agree.
+	again, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(again) != len(keys) {
+		t.Fatalf("second PublicKeys lists %d keys, first %d", len(again), len(keys))
+	}
+	// Mutating the returned slice must not reach the custodian.
+	keys[0].Key[0] ^= 0xff
+	again2, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range again2 {
+		if Thumbprint(k.Key) != k.KID {
+			t.Fatal("PublicKeys returns key bytes the caller can modify")
+		}
+	}
+}
+
+func testSign(t *testing.T, c custody.Custodian) {
+	k := active(t, c)
+	for _, msg := range [][]byte{
+		[]byte("eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0"),
+		{},
+		bytes.Repeat([]byte{0xAB}, 1<<16),
+	} {
+		sig, err := c.Sign(t.Context(), k.KID, msg)
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		if !ed25519.Verify(k.Key, msg, sig) {
+			t.Fatalf("signature over %d bytes does not verify with the listed key", len(msg))
+		}
+		if ed25519.Verify(k.Key, append(bytes.Clone(msg), 'x'), sig) {
+			t.Fatal("signature verifies for a different message")
+		}
+	}
+}
+
+func testSignUnknown(t *testing.T, c custody.Custodian) {
+	for _, kid := range []string{"", "no-such-kid", Thumbprint(make(ed25519.PublicKey, ed25519.PublicKeySize))} {
+		if _, err := c.Sign(t.Context(), kid, []byte("m")); !errors.Is(err, sdk.ErrNotFound) {
+			t.Errorf("Sign(kid %q) = %v, want ErrNotFound", kid, err)
+		}
+	}
+}
+
+func testRoundTrip(t *testing.T, c custody.Custodian) {
+	tests := []struct {
+		name           string
+		plaintext, aad []byte
+	}{
+		{"typical", []byte("JBSWY3DPEHPK3PXP"), []byte("mcias:totp:1234")},
+		{"empty plaintext", []byte{}, []byte("mcias:pgcreds:1")},
+		{"nil aad", []byte("secret"), nil},
+		{"large", bytes.Repeat([]byte("0123456789"), 10000), []byte("a")},
+		{"binary", []byte{0, 1, 2, 255, 254}, []byte{0, 0}},
+	}
+	for _, tt := range tests {
+		sealed, err := c.Encrypt(t.Context(), tt.plaintext, tt.aad)
+		if err != nil {
+			t.Fatalf("%s: Encrypt: %v", tt.name, err)
+		}
+		if len(tt.plaintext) >= 8 && bytes.Contains(sealed, tt.plaintext) {
+			t.Fatalf("%s: sealed blob contains the plaintext", tt.name)
+		}
+		got, err := c.Decrypt(t.Context(), sealed, tt.aad)
+		if err != nil {
+			t.Fatalf("%s: Decrypt: %v", tt.name, err)
+		}
+		if !bytes.Equal(got, tt.plaintext) {
+			t.Fatalf("%s: round trip changed the plaintext", tt.name)
+		}
+	}
+}
+
+func testRandomised(t *testing.T, c custody.Custodian) {
+	pt, aad := []byte("same input"), []byte("same aad")
+	seen := map[string]bool{}
+	for range 20 {
+		s, err := c.Encrypt(t.Context(), pt, aad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[string(s)] {
+			t.Fatal("Encrypt returned the same blob twice for the same input")
+		}
+		seen[string(s)] = true
+	}
+}
+
+func seal(t *testing.T, c custody.Custodian, pt, aad string) []byte {
+	t.Helper()
+	s, err := c.Encrypt(t.Context(), []byte(pt), []byte(aad))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func wantInvalid(t *testing.T, c custody.Custodian, what string, sealed, aad []byte) {
+	t.Helper()
+	pt, err := c.Decrypt(t.Context(), sealed, aad)
+	if !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Errorf("%s: Decrypt = %v, want ErrInvalidArgument", what, err)
+	}
+	if pt != nil {
+		t.Errorf("%s: Decrypt returned plaintext with an error", what)
+	}
+}
+
+func testWrongAAD(t *testing.T, c custody.Custodian) {
+	s := seal(t, c, "secret", "mcias:totp:alice")
+	wantInvalid(t, c, "other owner", s, []byte("mcias:totp:bob"))
+	wantInvalid(t, c, "other purpose", s, []byte("mcias:pgcreds:alice"))
+	wantInvalid(t, c, "nil aad", s, nil)
+	wantInvalid(t, c, "aad prefix", s, []byte("mcias:totp:alic"))
+	s2 := seal(t, c, "secret", "")
+	wantInvalid(t, c, "aad added", s2, []byte("x"))
+}
+
+func testTampered(t *testing.T, c custody.Custodian) {
+	s := seal(t, c, "a secret worth protecting", "aad")
+	for i := range s {
+		for _, bit := range []byte{0x01, 0x80} {
+			b := bytes.Clone(s)
+			b[i] ^= bit
+			wantInvalid(t, c, fmt.Sprintf("byte %d ^ %#x", i, bit), b, []byte("aad"))
+		}
+	}
+	wantInvalid(t, c, "appended byte", append(bytes.Clone(s), 0), []byte("aad"))
+}
+
+func testTruncated(t *testing.T, c custody.Custodian) {
+	s := seal(t, c, "a secret worth protecting", "aad")
+	for _, n := range []int{0, 1, 2, 12, 13, 28, len(s) - 16, len(s) - 1} {
+		if n < 0 || n >= len(s) {
+			continue
+		}
+		wantInvalid(t, c, fmt.Sprintf("first %d of %d bytes", n, len(s)), s[:n:n], []byte("aad"))
+	}
+	wantInvalid(t, c, "nil", nil, []byte("aad"))
+}
+
+func testConcurrent(t *testing.T, c custody.Custodian) {
+	k := active(t, c)
+	const workers, rounds = 8, 25
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for r := range rounds {
+				msg := fmt.Appendf(nil, "worker %d round %d", w, r)
+				sig, err := c.Sign(t.Context(), k.KID, msg)
+				if err != nil || !ed25519.Verify(k.Key, msg, sig) {
+					t.Errorf("concurrent Sign: %v", err)
+					return
+				}
+				aad := fmt.Appendf(nil, "aad %d", w)
+				s, err := c.Encrypt(t.Context(), msg, aad)
+				if err != nil {
+					t.Errorf("concurrent Encrypt: %v", err)
+					return
+				}
+				pt, err := c.Decrypt(t.Context(), s, aad)
+				if err != nil || !bytes.Equal(pt, msg) {
+					t.Errorf("concurrent Decrypt: %v", err)
+					return
+				}
+				if _, err := c.PublicKeys(t.Context()); err != nil {
+					t.Errorf("concurrent PublicKeys: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
