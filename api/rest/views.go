@@ -51,7 +51,7 @@ type validationView struct {
 	Sub         string   `json:"sub,omitempty"`
 	Username    string   `json:"username,omitempty"`
 	AccountType string   `json:"account_type,omitempty"`
-	Roles       []string `json:"roles,omitempty"`
+	Roles       []string `json:"roles,omitzero"`
 	ExpiresAt   string   `json:"expires_at,omitempty"`
 	JTI         string   `json:"jti,omitempty"`
 }

@@ -16,13 +16,10 @@ import (
 )
 
 // The builtin backends, by URI scheme: the one explicit table that wires
-// backends into the server (no init() registration). SQLite's
-// constructor returns its concrete type (tests use it), hence the closure.
+// backends into the server (no init() registration).
 var (
 	storageBackends = map[string]storage.Factory{
-		"sqlite": func(ctx context.Context, uri string, l *slog.Logger) (storage.Store, error) {
-			return sqlite.Open(ctx, uri, l)
-		},
+		"sqlite": sqlite.Open,
 	}
 	custodyBackends = map[string]custody.Factory{
 		"local": local.Open,

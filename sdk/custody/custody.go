@@ -6,6 +6,8 @@ package custody
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
 	"log/slog"
 	"time"
 )
@@ -65,3 +67,13 @@ type Custodian interface {
 // Factory opens a custodian from its URI (for example
 // "local:///etc/mcias/keys?key_file=/etc/mcias/master.key").
 type Factory func(ctx context.Context, uri string, logger *slog.Logger) (Custodian, error)
+
+// Thumbprint returns the RFC 7638 JWK thumbprint of an Ed25519 public key
+// (RFC 8037 section 2): base64url, unpadded, of the SHA-256 of the
+// canonical JWK {"crv":"Ed25519","kty":"OKP","x":"..."}. It is the kid of
+// every MCIAS signing key.
+func Thumbprint(pub ed25519.PublicKey) string {
+	x := base64.RawURLEncoding.EncodeToString(pub)
+	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}

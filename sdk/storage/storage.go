@@ -154,7 +154,8 @@ type TokenStore interface {
 	// empty, that token is revoked (reason "renew") in the same
 	// transaction; it must exist, belong to the same account and not be
 	// revoked, else sdk.ErrConflict (or sdk.ErrNotFound) and nothing
-	// changes. sdk.ErrConflict when the JTI exists.
+	// changes. sdk.ErrConflict when the JTI exists, sdk.ErrNotFound when
+	// the account does not.
 	CreateToken(ctx context.Context, t Token, replaces string, ev audit.Event) error
 	// GetToken returns a token record. sdk.ErrNotFound when none.
 	GetToken(ctx context.Context, jti string) (Token, error)
@@ -215,8 +216,9 @@ type AuditStore interface {
 	AppendEvent(ctx context.Context, ev audit.Event) error
 	// ListEvents returns events matching f, newest (highest Seq) first.
 	ListEvents(ctx context.Context, f EventFilter) ([]audit.Event, error)
-	// ReadEvents returns up to limit events with Seq > afterSeq, oldest
-	// first: the feed that delivery to sinks follows.
+	// ReadEvents returns up to limit (0 means 100) events with
+	// Seq > afterSeq, oldest first: the feed that delivery to sinks
+	// follows.
 	ReadEvents(ctx context.Context, afterSeq int64, limit int) ([]audit.Event, error)
 }
 

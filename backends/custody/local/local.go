@@ -373,14 +373,6 @@ func open(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
 	return pt, nil
 }
 
-// thumbprint returns the RFC 7638 JWK thumbprint of an Ed25519 public
-// key, the kid of the key.
-func thumbprint(pub ed25519.PublicKey) string {
-	x := base64.RawURLEncoding.EncodeToString(pub)
-	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
 func (c *Custodian) create(path string, krKey cipher.AEAD) error {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -388,7 +380,7 @@ func (c *Custodian) create(path string, krKey cipher.AEAD) error {
 	}
 	k := &key{
 		pub: custody.PublicKey{
-			KID: thumbprint(pub), Alg: "EdDSA", Key: pub,
+			KID: custody.Thumbprint(pub), Alg: "EdDSA", Key: pub,
 			State: custody.StateActive, CreatedAt: time.Now().UTC().Truncate(time.Second),
 		},
 		private: priv,
@@ -457,7 +449,7 @@ func (c *Custodian) load(path string, krKey cipher.AEAD) error {
 		if err != nil || len(pub) != ed25519.PublicKeySize {
 			return corrupt(fmt.Sprintf("key %d: bad public key", i))
 		}
-		if thumbprint(pub) != kj.KID {
+		if custody.Thumbprint(pub) != kj.KID {
 			return corrupt(fmt.Sprintf("key %d: kid is not the thumbprint of its public key", i))
 		}
 		switch kj.State {

@@ -69,21 +69,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// RFC 8037 appendix A.3: the thumbprint of the example Ed25519 key.
-func TestThumbprintRFC8037(t *testing.T) {
-	x, err := base64.RawURLEncoding.DecodeString("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const want = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
-	if got := thumbprint(x); got != want {
-		t.Fatalf("thumbprint = %s, want %s", got, want)
-	}
-	if got := custodytest.Thumbprint(x); got != want {
-		t.Fatalf("custodytest.Thumbprint = %s, want %s", got, want)
-	}
-}
-
 func TestParseURI(t *testing.T) {
 	tests := []struct {
 		name, uri string

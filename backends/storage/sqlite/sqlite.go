@@ -223,9 +223,10 @@ func dsn(path string) string {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busyTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "foreign_keys(1)")
-	// NORMAL is durable in WAL mode except for the last commits before a
-	// power loss; it avoids an fsync per commit.
-	q.Add("_pragma", "synchronous(NORMAL)")
+	// FULL: an acknowledged revocation or audit event survives a power
+	// loss too. NORMAL would save an fsync per commit but may roll back the
+	// last commits, which an identity server cannot afford.
+	q.Add("_pragma", "synchronous(FULL)")
 	// Writes use BEGIN IMMEDIATE; read-only transactions stay deferred.
 	q.Set("_txlock", "immediate")
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()

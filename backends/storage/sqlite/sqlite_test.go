@@ -240,7 +240,7 @@ func TestPragmas(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"foreign_keys", "1"},
 		{"busy_timeout", "5000"},
-		{"synchronous", "1"},
+		{"synchronous", "2"},
 	} {
 		var got string
 		if err := s.db.QueryRowContext(t.Context(), "PRAGMA "+tc.pragma).Scan(&got); err != nil {

@@ -12,8 +12,6 @@ package custodytest
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -22,15 +20,6 @@ import (
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
 )
-
-// Thumbprint returns the RFC 7638 JWK thumbprint of an Ed25519 public key
-// (RFC 8037 section 2): base64url(SHA-256 of the canonical JWK
-// {"crv":"Ed25519","kty":"OKP","x":"..."}), unpadded.
-func Thumbprint(pub ed25519.PublicKey) string {
-	x := base64.RawURLEncoding.EncodeToString(pub)
-	sum := sha256.Sum256([]byte(`{"crv":"Ed25519","kty":"OKP","x":"` + x + `"}`))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
 
 // Run runs the suite. newCustodian returns a fresh, open custodian for
 // one subtest; the suite closes it when the subtest ends, so newCustodian
@@ -116,7 +105,7 @@ func testPublicKeys(t *testing.T, c custody.Custodian) {
 			t.Errorf("key %s: %d-byte public key", k.KID, len(k.Key))
 			continue
 		}
-		if want := Thumbprint(k.Key); k.KID != want {
+		if want := custody.Thumbprint(k.Key); k.KID != want {
 			t.Errorf("kid %s is not the RFC 7638 thumbprint %s", k.KID, want)
 		}
 		switch k.State {
@@ -143,7 +132,7 @@ func testPublicKeys(t *testing.T, c custody.Custodian) {
 		t.Fatal(err)
 	}
 	for _, k := range again2 {
-		if Thumbprint(k.Key) != k.KID {
+		if custody.Thumbprint(k.Key) != k.KID {
 			t.Fatal("PublicKeys returns key bytes the caller can modify")
 		}
 	}
@@ -170,7 +159,7 @@ func testSign(t *testing.T, c custody.Custodian) {
 }
 
 func testSignUnknown(t *testing.T, c custody.Custodian) {
-	for _, kid := range []string{"", "no-such-kid", Thumbprint(make(ed25519.PublicKey, ed25519.PublicKeySize))} {
+	for _, kid := range []string{"", "no-such-kid", custody.Thumbprint(make(ed25519.PublicKey, ed25519.PublicKeySize))} {
 		if _, err := c.Sign(t.Context(), kid, []byte("m")); !errors.Is(err, sdk.ErrNotFound) {
 			t.Errorf("Sign(kid %q) = %v, want ErrNotFound", kid, err)
 		}
