@@ -208,7 +208,7 @@ func (c *Config) validate(known knownSchemes) error {
 		add("tokens.leeway must be between 0s and 5m")
 	}
 	if err := c.passwordParams().Validate(); err != nil {
-		add("password: %v", err)
+		errs = append(errs, err) // already names the section and the minimums
 	}
 	if c.Password.MaxConcurrentHashes < 0 {
 		add("password.max_concurrent_hashes must be 0 (one per CPU) or positive")
