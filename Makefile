@@ -6,7 +6,7 @@ CMDS  := mciassrv mciasctl
 # Every Go module in the repository (root, sdk, and any later ones).
 MODULES := $(shell find . -name go.mod -not -path './run/*' -not -path './bin/*' -printf '%h\n' | sort)
 
-.PHONY: all build run test test-deps lint bench clean
+.PHONY: all build run test test-deps lint bench clean generate
 
 all: build
 
@@ -22,6 +22,11 @@ run: build
 ## test-deps: install what the tests need (Debian packages), idempotently.
 test-deps:
 	@scripts/test-deps.sh
+
+## generate: regenerate the Go code of proto/ (a test fails when it is stale).
+generate:
+	@scripts/tools.sh
+	@scripts/generate.sh
 
 ## lint: formatting and vet, for every module.
 lint:

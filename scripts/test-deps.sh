@@ -8,6 +8,7 @@ need=()
 command -v oathtool >/dev/null || need+=(oathtool)
 command -v argon2 >/dev/null || need+=(argon2)
 command -v curl >/dev/null || need+=(curl)
+command -v protoc >/dev/null || need+=(protobuf-compiler)
 
 if [ ${#need[@]} -gt 0 ]; then
 	sudo=""
@@ -17,3 +18,5 @@ if [ ${#need[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	$sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+
+"$(dirname "$0")/tools.sh"
