@@ -1,0 +1,110 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// validTOML is the smallest config that loads; cases append to or edit it.
+const validTOML = `
+[tls]
+cert_file = "cert.pem"
+key_file = "key.pem"
+[storage]
+uri = "sqlite:///tmp/x.db"
+[custody]
+uri = "local:///tmp/keys?key_file=/tmp/master.key"
+[tokens]
+issuer = "https://mcias.test"
+`
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "mcias.toml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, validTOML), builtinSchemes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Listen != "127.0.0.1:8443" || cfg.Tokens.TTL.Duration != time.Hour ||
+		cfg.Server.ReadHeaderTimeout.Duration != 10*time.Second || cfg.Log.Format != "json" {
+		t.Errorf("defaults not applied: %+v", cfg)
+	}
+	if err := cfg.passwordParams().Validate(); err != nil {
+		t.Errorf("default password parameters: %v", err)
+	}
+}
+
+func TestLoadConfigRejects(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		wants []string // every fragment must appear in the error
+	}{
+		{"case=unknown key", validTOML + "\n[server]\nlisten_addr = \"x\"\n", []string{"unknown keys", "listen_addr"}},
+		{"case=syntax error", validTOML + "\n[server\n", []string{"mcias.toml:"}},
+		{"case=bad duration", validTOML + "\n[server]\nread_timeout = \"soon\"\n", []string{`"soon" is not a duration`}},
+		{"case=unknown storage scheme", strings.Replace(validTOML, "sqlite:///tmp/x.db", "mysql://db", 1),
+			[]string{`storage.uri: unknown scheme "mysql"`, "known schemes: sqlite"}},
+		{"case=missing custody", strings.Replace(validTOML, `uri = "local:///tmp/keys?key_file=/tmp/master.key"`, "", 1),
+			[]string{"custody.uri is required", "local"}},
+		{"case=unknown sink scheme", validTOML + "\n[[audit.sinks]]\nuri = \"kafka://x\"\n", []string{`audit.sinks[0].uri: unknown scheme "kafka"`}},
+		{"case=weak argon2 memory", validTOML + "\n[password]\nargon2_memory_kib = 1024\n", []string{"argon2"}},
+		{"case=weak argon2 time", validTOML + "\n[password]\nargon2_time = 1\nargon2_memory_kib = 19456\n", []string{"argon2"}},
+		{"case=no issuer", strings.Replace(validTOML, `issuer = "https://mcias.test"`, "", 1), []string{"tokens.issuer is required"}},
+		{"case=ttl too long", validTOML + "\nttl = \"9000h\"\n", []string{"tokens.ttl must be between"}},
+		{"case=service ttl above max", validTOML + "\nservice_ttl = \"100h\"\nmax_service_ttl = \"10h\"\n", []string{"tokens.service_ttl must be between 1m and tokens.max_service_ttl"}},
+		{"case=bad proxy", validTOML + "\n[server]\ntrusted_proxies = [\"not-an-ip\"]\n", []string{`"not-an-ip" is neither an IP nor a CIDR`}},
+		{"case=bad listen", validTOML + "\n[server]\nlisten = \"8443\"\n", []string{"server.listen"}},
+		{"case=negative timeout", validTOML + "\n[server]\nwrite_timeout = \"-1s\"\n", []string{"server.write_timeout must be positive"}},
+		{"case=huge body cap", validTOML + "\n[server]\nmax_body_bytes = 1073741824\n", []string{"server.max_body_bytes"}},
+		{"case=no tls", strings.Replace(validTOML, `cert_file = "cert.pem"`, "", 1), []string{"tls.cert_file and tls.key_file are required"}},
+		{"case=bad log level", validTOML + "\n[log]\nlevel = \"loud\"\n", []string{"log.level"}},
+		{"case=zero login rate", validTOML + "\n[login]\nrate_per_minute = 0.0\n", []string{"login.rate_per_minute"}},
+		{"case=short min length", validTOML + "\n[password]\nmin_length = 4\n", []string{"password.min_length"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(writeConfig(t, tt.body), builtinSchemes())
+			if err == nil {
+				t.Fatal("config accepted")
+			}
+			for _, w := range tt.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// TestLoadConfigReportsEveryProblem: an operator fixing a config should see
+// all of its problems at once, not one per restart.
+func TestLoadConfigReportsEveryProblem(t *testing.T) {
+	body := strings.Replace(validTOML, `issuer = "https://mcias.test"`, `ttl = "1s"`, 1) + "\n[log]\nformat = \"xml\"\n"
+	_, err := loadConfig(writeConfig(t, body), builtinSchemes())
+	if err == nil {
+		t.Fatal("config accepted")
+	}
+	for _, w := range []string{"tokens.issuer", "tokens.ttl", "log.format"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %s", err, w)
+		}
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := loadConfig(filepath.Join(t.TempDir(), "nope.toml"), builtinSchemes())
+	if err == nil || !strings.Contains(err.Error(), "nope.toml") {
+		t.Fatalf("err = %v", err)
+	}
+}
