@@ -33,6 +33,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -120,15 +121,15 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 
 // results is everything the report needs.
 type results struct {
-	machine    machine
-	argon      argonParams
-	bareRounds []loadResult
-	mciasRound []loadResult
-	loginSeq   []time.Duration
-	hashSeq    []time.Duration
-	loginSat   loadResult
-	loginConc  int
-	hashSat    hashSatResult
+	machine     machine
+	argon       argonParams
+	bareRounds  []loadResult
+	mciasRound  []loadResult
+	loginSeq    []time.Duration
+	hashSeq     []time.Duration
+	loginRounds []loadResult
+	loginConc   int
+	hashRounds  []hashSatResult
 }
 
 func run(ctx context.Context, o options, procs *children, log io.Writer) (*results, error) {
@@ -185,37 +186,39 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 	}
 	res.loginSeq = seq
 
-	// 2b. Login throughput, 2*NumCPU clients.
+	// 2b. Login throughput (2*NumCPU clients) against bare hashes/s
+	// (NumCPU goroutines), alternating rounds like validation so that
+	// noise on a shared machine falls on both sides.
 	res.loginConc = 2 * runtime.NumCPU()
-	fmt.Fprintf(log, "login saturation: %d clients, %s warm-up + %s ...\n", res.loginConc, o.warmup, o.duration)
-	sat, err := drive(ctx, driveSpec{
-		url:      inst.url + "/v1/auth/login",
-		body:     loginBody,
-		check:    checkToken,
-		clients:  res.loginConc,
-		warmup:   o.warmup,
-		duration: o.duration,
-		tls:      inst.tlsConfig,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("login saturation: %w", err)
-	}
-	res.loginSat = sat
-	fmt.Fprintf(log, "  %.1f logins/s, p50 %s, p99 %s\n", sat.rate(), fmtDur(sat.pct(0.5)), fmtDur(sat.pct(0.99)))
+	for r := 1; r <= o.rounds; r++ {
+		fmt.Fprintf(log, "login round %d/%d: %d clients, %s warm-up + %s ...\n", r, o.rounds, res.loginConc, o.warmup, o.duration)
+		sat, err := drive(ctx, driveSpec{
+			url:      inst.url + "/v1/auth/login",
+			body:     loginBody,
+			check:    checkToken,
+			clients:  res.loginConc,
+			warmup:   o.warmup,
+			duration: o.duration,
+			tls:      inst.tlsConfig,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("login saturation: %w", err)
+		}
+		res.loginRounds = append(res.loginRounds, sat)
+		fmt.Fprintf(log, "  %.1f logins/s, p50 %s, p99 %s\n", sat.rate(), fmtDur(sat.pct(0.5)), fmtDur(sat.pct(0.99)))
 
-	// The server is idle from here on, but stop it anyway so the bare
-	// hashes have the machine to themselves, as the server had.
-	procs.stop(inst.proc)
-
-	// 2c. The Argon2id ceiling, in its own process.
-	fmt.Fprintf(log, "bare argon2id (t=%d m=%d KiB p=%d): %d sequential, then %d goroutines for %s ...\n",
-		inst.argon.Time, inst.argon.MemoryKiB, inst.argon.Threads, o.logins, runtime.NumCPU(), o.duration)
-	hr, err := runBareHash(ctx, inst.argon, o, procs)
-	if err != nil {
-		return nil, fmt.Errorf("bare argon2id: %w", err)
+		// 2c. The Argon2id ceiling, in its own process, while the
+		// server sits idle.
+		fmt.Fprintf(log, "bare argon2id round %d/%d (t=%d m=%d KiB p=%d): %d sequential, then %d goroutines for %s ...\n",
+			r, o.rounds, inst.argon.Time, inst.argon.MemoryKiB, inst.argon.Threads, o.logins, runtime.NumCPU(), o.duration)
+		hr, err := runBareHash(ctx, inst.argon, o, procs)
+		if err != nil {
+			return nil, fmt.Errorf("bare argon2id: %w", err)
+		}
+		res.hashSeq = append(res.hashSeq, hr.seq()...)
+		res.hashRounds = append(res.hashRounds, hr.Sat)
+		fmt.Fprintf(log, "  one hash p50 %s; %.1f hashes/s\n", fmtDur(pct(hr.seq(), 0.5)), hr.Sat.rate())
 	}
-	res.hashSeq = hr.seq()
-	res.hashSat = hr.Sat
-	fmt.Fprintf(log, "  one hash p50 %s; %.1f hashes/s\n", fmtDur(pct(res.hashSeq, 0.5)), hr.Sat.rate())
+	slices.Sort(res.hashSeq)
 	return res, nil
 }
