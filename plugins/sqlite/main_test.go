@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 
@@ -19,7 +20,7 @@ func TestConformance(t *testing.T) {
 	closeAtEnd := func(t *testing.T, s storage.Store) {
 		// The suite may Close the store itself; a second Close must be
 		// harmless, so its error is not the point here.
-		t.Cleanup(func() { _ = s.Close(t.Context()) })
+		t.Cleanup(func() { _ = s.Close(context.WithoutCancel(t.Context())) })
 	}
 	t.Run("way=direct", func(t *testing.T) {
 		storagetest.RunTests(t, func(t *testing.T) storage.Store {
