@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/metacircular/mcias/backends/audit/file"
-	"github.com/metacircular/mcias/internal/plugintest"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/audit/audittest"
 	"github.com/metacircular/mcias/sdk/plugin"

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/metacircular/mcias/backends/custody/local"
-	"github.com/metacircular/mcias/internal/plugintest"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 	"github.com/metacircular/mcias/sdk/custody"
 	"github.com/metacircular/mcias/sdk/custody/custodytest"
 	"github.com/metacircular/mcias/sdk/plugin"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metacircular/mcias/internal/plugintest"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/plugin"
 )

@@ -23,7 +23,8 @@
 // then Close. A plugin author checks a backend with the sdk conformance
 // suites (storagetest, custodytest, audittest), directly, through
 // StorageOverGRPC / CustodyOverGRPC / AuditOverGRPC, and as the built
-// binary through ClientConfig and OpenStorage / OpenCustody / OpenAudit.
+// binary through ClientConfig and OpenStorage / OpenCustody / OpenAudit;
+// package plugintest builds the binary and starts it as the server would.
 //
 // Logs: the logger the factory receives writes hclog JSON lines to the
 // process's stderr; the host parses them and re-logs each record in its
