@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 )
 
 // The plugin binary's life as the supervisor sees it: its logs, its death,
