@@ -62,8 +62,8 @@
 //
 // In-process, for tests: StorageOverGRPC, CustodyOverGRPC and
 // AuditOverGRPC(ctx, factory, uri, logger) serve a backend over a real
-// gRPC connection on a loopback listener and return the client shim and a
-// stop function.
+// gRPC connection on a private Unix socket and return the client shim and
+// a stop function.
 //
 // # The wire
 //
