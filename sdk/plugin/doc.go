@@ -90,6 +90,7 @@
 // so a caller can tell its own deadline apart and the REST layer still
 // answers 503. A transport failure (the plugin died: UNAVAILABLE or any
 // error that is not a status, or a code outside the table) is
-// sdk.ErrUnavailable. A call before Open or after Close is sdk.ErrUnavailable; a second Open
+// sdk.ErrUnavailable. An answer that does not carry the record asked for
+// (a buggy plugin) is sdk.ErrInternal, never a zero value. A call before Open or after Close is sdk.ErrUnavailable; a second Open
 // is sdk.ErrPrecondition.
 package plugin
