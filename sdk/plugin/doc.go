@@ -35,10 +35,14 @@
 // stream=stdout or stream=stderr. Never log secrets: the host's log is
 // the operator's.
 //
+// Logs written through slog's or log's default logger take the same road.
+//
 // Lifetime: the plugin exits on its own when its parent process changes
 // (the host died, even by SIGKILL; checked every 500ms) and on SIGTERM,
-// closing its backend first (within 5s). SIGINT is ignored, as go-plugin
-// does: the host decides when its plugins stop.
+// closing its backend first (waiting at most about 6s). SIGINT is
+// ignored, as go-plugin does: the host decides when its plugins stop.
+// go-plugin hands the plugin the host's stdin, so stdin EOF says nothing
+// about the host and is not watched.
 //
 // # Host API
 //
@@ -91,6 +95,7 @@
 // answers 503. A transport failure (the plugin died: UNAVAILABLE or any
 // error that is not a status, or a code outside the table) is
 // sdk.ErrUnavailable. An answer that does not carry the record asked for
-// (a buggy plugin) is sdk.ErrInternal, never a zero value. A call before Open or after Close is sdk.ErrUnavailable; a second Open
-// is sdk.ErrPrecondition.
+// (a buggy plugin) is sdk.ErrInternal, never a zero value. A call before
+// Open or after Close is sdk.ErrUnavailable; a second Open is
+// sdk.ErrPrecondition.
 package plugin
