@@ -20,9 +20,18 @@ func (s *Server) health(c *gin.Context) {
 }
 
 type backendView struct {
-	Name   string `json:"name"`
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	Name   string      `json:"name"`
+	Status string      `json:"status"`
+	Error  string      `json:"error,omitempty"`
+	Plugin *pluginView `json:"plugin,omitempty"`
+}
+
+type pluginView struct {
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	PID       int    `json:"pid,omitempty"`
+	Restarts  int    `json:"restarts"`
+	LastCrash string `json:"last_crash,omitempty"`
 }
 
 func (s *Server) ready(c *gin.Context) {
@@ -32,6 +41,12 @@ func (s *Server) ready(c *gin.Context) {
 		v := backendView{Name: b.Name, Status: "up"}
 		if !b.Up {
 			v.Status, v.Error = "down", b.Error
+		}
+		if p := b.Plugin; p != nil {
+			v.Plugin = &pluginView{Name: p.Name, Status: "up", PID: p.PID, Restarts: p.Restarts, LastCrash: p.LastError}
+			if !p.Up {
+				v.Plugin.Status = "down"
+			}
 		}
 		backends[role] = v
 	}
