@@ -58,6 +58,11 @@ func TestStrictJSON(t *testing.T) {
 		code    string
 	}{
 		{"case=unknown field", `{"username":"admin","password":"x","role":"admin"}`, nil, 400, "invalid_request"},
+		// Valid credentials, so only the strictness check can refuse them:
+		// encoding/json matches names case-insensitively and keeps the
+		// last duplicate, so two parsers could read one body differently.
+		{"case=field name in another case", `{"Username":"` + adminUser + `","PASSWORD":"` + adminPass + `"}`, nil, 400, "invalid_request"},
+		{"case=duplicate field", `{"username":"nobody","username":"` + adminUser + `","password":"` + adminPass + `"}`, nil, 400, "invalid_request"},
 		{"case=trailing data", `{"username":"admin","password":"x"} {"a":1}`, nil, 400, "invalid_request"},
 		{"case=trailing garbage", `{"username":"admin","password":"x"}garbage`, nil, 400, "invalid_request"},
 		{"case=malformed", `{"username":`, nil, 400, "invalid_request"},
