@@ -3,7 +3,9 @@ package rest
 import (
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -35,11 +37,22 @@ func (s *Server) ready(c *gin.Context) {
 		}
 		backends[role] = v
 	}
-	status, code := "ready", http.StatusOK
-	if !r.Ready {
-		status, code = "unavailable", http.StatusServiceUnavailable
+	if r.Ready {
+		c.JSON(http.StatusOK, gin.H{"status": "ready", "backends": backends})
+		return
 	}
-	c.JSON(code, gin.H{"status": status, "backends": backends})
+	var down []string
+	for role, b := range backends {
+		if b.Status != "up" {
+			down = append(down, role)
+		}
+	}
+	slices.Sort(down)
+	// The report, plus the error and code every non-2xx answer carries.
+	c.JSON(http.StatusServiceUnavailable, gin.H{
+		"status": "unavailable", "backends": backends,
+		"error": "not ready: " + strings.Join(down, ", ") + " unavailable", "code": "unavailable",
+	})
 }
 
 func (s *Server) publicKey(c *gin.Context) {
