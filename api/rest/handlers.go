@@ -399,12 +399,18 @@ func (s *Server) issueToken(c *gin.Context) {
 	}
 	var ttl time.Duration
 	if req.TTLSeconds != nil {
-		// Bound before converting so the multiplication cannot overflow.
-		if *req.TTLSeconds <= 0 || *req.TTLSeconds > math.MaxInt64/int64(time.Second) {
+		// Bound before converting so the multiplication cannot overflow;
+		// a value past any Duration is clamped, and core then refuses it
+		// with the allowed range.
+		switch n := *req.TTLSeconds; {
+		case n <= 0:
 			badRequest(c, "ttl_seconds must be a positive number of seconds")
 			return
+		case n > math.MaxInt64/int64(time.Second):
+			ttl = time.Duration(math.MaxInt64)
+		default:
+			ttl = time.Duration(n) * time.Second
 		}
-		ttl = time.Duration(*req.TTLSeconds) * time.Second
 	}
 	tok, err := s.svc.IssueServiceToken(c.Request.Context(), caller(c), req.AccountID, ttl, req.Audience)
 	if err != nil {
