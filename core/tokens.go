@@ -338,7 +338,16 @@ func (s *Service) Renew(ctx context.Context, c Caller) (IssuedToken, error) {
 	}
 	ttl := s.cfg.TokenTTL
 	if e.kind == storage.Service {
-		ttl = s.cfg.ServiceTokenTTL
+		// A service token keeps the lifetime the admin chose for it: a
+		// short-lived one must not renew itself into the default.
+		rec, err := s.store.Tokens().GetToken(ctx, p.JTI)
+		if errors.Is(err, sdk.ErrNotFound) {
+			return IssuedToken{}, newError(ErrUnauthorized, "the token is no longer valid")
+		}
+		if err != nil {
+			return IssuedToken{}, fmt.Errorf("core: renew: %w", err)
+		}
+		ttl = min(max(rec.ExpiresAt.Sub(rec.IssuedAt), time.Second), s.cfg.MaxServiceTokenTTL)
 	}
 	ev := s.event(c, audit.TokenRenew, a.ID, audit.Success, map[string]string{
 		"replaces": p.JTI, "kind": string(e.kind),
