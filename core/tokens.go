@@ -146,8 +146,10 @@ var errAccountChanged = errors.New("account changed while the token was issued")
 // sameAuthority reports whether the account is still the one that was
 // read and active. Any update counts: a disable followed by a re-enable
 // leaves every field as it was but must still void the token, and two
-// snapshots cannot tell it from a harmless change (roles, a TOTP step),
-// which at worst fails one login that a retry then passes.
+// snapshots cannot tell it from a harmless change (roles, a TOTP step).
+// Such a change landing in the same instant fails one login (a retry
+// passes) or one renew (whose old token is then already revoked, so the
+// client logs in again): rare, and on the safe side.
 func sameAuthority(then, now storage.Account) bool {
 	return now.Status == storage.Active && now.Version == then.Version
 }
