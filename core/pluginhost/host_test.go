@@ -64,7 +64,7 @@ var fastOptions = pluginhost.Options{
 	CallTimeout:    2 * time.Second,
 	StartTimeout:   10 * time.Second,
 	HealthInterval: 100 * time.Millisecond,
-	HealthTimeout:  300 * time.Millisecond,
+	HealthTimeout:  time.Second, // generous: a loaded CI machine must not look hung
 	FailThreshold:  2,
 	BackoffMin:     50 * time.Millisecond,
 	BackoffMax:     500 * time.Millisecond,
@@ -216,6 +216,9 @@ func TestHangIsDetectedAndRestarted(t *testing.T) {
 	if err := syscall.Kill(before.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// kill(2) returns before every thread has stopped; on a loaded
+	// machine a call sent at once can still be answered.
+	waitFor(t, "plugin stopped", 2*time.Second, func() bool { return procState(before.PID) == 'T' })
 	// A call into the frozen plugin is bounded by CallTimeout and reports
 	// unavailable.
 	start := time.Now()
@@ -375,4 +378,18 @@ func TestCloseEndsTheProcess(t *testing.T) {
 	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
 		t.Fatalf("plugin %d still exists after Close (kill 0: %v)", pid, err)
 	}
+}
+
+// procState returns the state letter of /proc/PID/stat (R, S, T, Z...),
+// or 0 when the process is gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
 }
