@@ -75,7 +75,8 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	if err != nil {
 		return nil, err
 	}
-	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr).CombinedOutput()
+	pluginDir := filepath.Join(filepath.Dir(bin), "plugins")
+	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr, "-plugins", pluginDir).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("mciassrv init: %w\n%s", err, out)
 	}
@@ -85,10 +86,14 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	if err != nil {
 		return nil, err
 	}
-	cfg := setTOML(string(raw), []tomlTable{
+	tables := []tomlTable{
 		{"login", []tomlKV{{"rate_per_minute", "1e9"}, {"burst", "1000000"}}},
 		{"log", []tomlKV{{"level", `"warn"`}}},
-	})
+	}
+	if o.plugins {
+		tables = append(tables, tomlTable{"plugins", []tomlKV{{"builtins", `"subprocess"`}}})
+	}
+	cfg := setTOML(string(raw), tables)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
