@@ -13,6 +13,9 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)
 command -v openssl >/dev/null || need+=(openssl)
+# e2e verifies tokens with PyJWT in a virtualenv (below).
+command -v python3 >/dev/null || need+=(python3)
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 
 if [ ${#need[@]} -gt 0 ]; then
 	sudo=""
@@ -21,6 +24,16 @@ if [ ${#need[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	$sudo apt-get update -qq
 	$sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+venv="$root/.tools/venv"
+if ! cmp -s "$root/scripts/requirements-test.txt" "$venv/requirements-test.txt"; then
+	echo "installing Python test packages into .tools/venv"
+	rm -rf "$venv"
+	python3 -m venv "$venv"
+	"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/requirements-test.txt"
+	cp "$root/scripts/requirements-test.txt" "$venv/requirements-test.txt"
 fi
 
 "$(dirname "$0")/tools.sh"
