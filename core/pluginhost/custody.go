@@ -2,7 +2,9 @@ package pluginhost
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
 	sdkplugin "github.com/metacircular/mcias/sdk/plugin"
 )
@@ -54,4 +56,45 @@ func (w *supervisedCustodian) Decrypt(ctx context.Context, sealed, aad []byte) (
 func (w *supervisedCustodian) Close(ctx context.Context) error {
 	w.s.stop(ctx)
 	return nil
+}
+
+// The supervised custodian offers custody.Rotator whatever the plugin's
+// custodian is; one that does not rotate answers sdk.ErrNotImplemented.
+
+func (w *supervisedCustodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+	return call(w.s, ctx, func(ctx context.Context, b custody.Custodian) (custody.PublicKey, error) {
+		r, err := rotator(b)
+		if err != nil {
+			return custody.PublicKey{}, err
+		}
+		return r.CreateNextKey(ctx)
+	})
+}
+
+func (w *supervisedCustodian) ActivateKey(ctx context.Context, kid string) error {
+	return call0(w.s, ctx, func(ctx context.Context, b custody.Custodian) error {
+		r, err := rotator(b)
+		if err != nil {
+			return err
+		}
+		return r.ActivateKey(ctx, kid)
+	})
+}
+
+func (w *supervisedCustodian) RetireKey(ctx context.Context, kid string) error {
+	return call0(w.s, ctx, func(ctx context.Context, b custody.Custodian) error {
+		r, err := rotator(b)
+		if err != nil {
+			return err
+		}
+		return r.RetireKey(ctx, kid)
+	})
+}
+
+func rotator(b custody.Custodian) (custody.Rotator, error) {
+	r, ok := b.(custody.Rotator)
+	if !ok {
+		return nil, fmt.Errorf("pluginhost: custodian does not rotate keys: %w", sdk.ErrNotImplemented)
+	}
+	return r, nil
 }

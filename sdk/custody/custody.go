@@ -35,11 +35,18 @@ type PublicKey struct {
 	Key       ed25519.PublicKey
 	State     KeyState
 	CreatedAt time.Time
+	// StateSince is when the key entered State (for a next key, when it
+	// was first published; for a retiring one, when it stopped signing).
+	// Rotation schedules count from it. Zero when the custodian does not
+	// rotate; callers then use CreatedAt.
+	StateSince time.Time
 }
 
 // Info describes a custodian and its optional capabilities.
 type Info struct {
 	Name string
+	// Rotation reports that the custodian implements Rotator.
+	Rotation bool
 }
 
 // Custodian holds keys. Implementations must be safe for concurrent use.
@@ -62,6 +69,29 @@ type Custodian interface {
 	Decrypt(ctx context.Context, sealed, aad []byte) ([]byte, error)
 	// Close releases the custodian.
 	Close(ctx context.Context) error
+}
+
+// Rotator is the optional capability of custodians whose signing keys
+// rotate. A key moves only forward: next -> active -> retiring -> retired.
+// Each method is atomic (a crash leaves the old or the new states, never
+// a mix) and durable when it returns. The core drives the schedule; the
+// custodian only keeps the states. Custodians without it return
+// sdk.ErrNotImplemented from these methods across the plugin wire and
+// report Info.Rotation false.
+type Rotator interface {
+	// CreateNextKey generates a new key in StateNext: listed by
+	// PublicKeys (so verifiers learn it) but not yet signing.
+	// ErrPrecondition when a next key exists already.
+	CreateNextKey(ctx context.Context) (PublicKey, error)
+	// ActivateKey makes the next key kid the active one and the active
+	// key retiring, in one step. ErrNotFound when kid is unknown or
+	// retired, ErrPrecondition when it is not the next key.
+	ActivateKey(ctx context.Context, kid string) error
+	// RetireKey retires the retiring key kid: no longer listed, never
+	// signs again (the custodian may destroy its private half).
+	// ErrNotFound when kid is unknown, ErrPrecondition when it is the
+	// active or the next key. Retiring a retired key is a no-op.
+	RetireKey(ctx context.Context, kid string) error
 }
 
 // Factory opens a custodian from its URI (for example

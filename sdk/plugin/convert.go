@@ -314,21 +314,23 @@ func eventFilterFromPB(m *storagev1.ListEventsRequest) storage.EventFilter {
 
 func publicKeyToPB(k custody.PublicKey) *custodyv1.PublicKey {
 	return &custodyv1.PublicKey{
-		Kid:       k.KID,
-		Alg:       k.Alg,
-		Key:       k.Key,
-		State:     string(k.State),
-		CreatedAt: custodyTimeToPB(k.CreatedAt),
+		Kid:        k.KID,
+		Alg:        k.Alg,
+		Key:        k.Key,
+		State:      string(k.State),
+		CreatedAt:  custodyTimeToPB(k.CreatedAt),
+		StateSince: custodyTimeToPB(k.StateSince),
 	}
 }
 
 func publicKeyFromPB(m *custodyv1.PublicKey) custody.PublicKey {
 	return custody.PublicKey{
-		KID:       m.GetKid(),
-		Alg:       m.GetAlg(),
-		Key:       ed25519.PublicKey(m.GetKey()),
-		State:     custody.KeyState(m.GetState()),
-		CreatedAt: custodyTimeFromPB(m.GetCreatedAt()),
+		KID:        m.GetKid(),
+		Alg:        m.GetAlg(),
+		Key:        ed25519.PublicKey(m.GetKey()),
+		State:      custody.KeyState(m.GetState()),
+		CreatedAt:  custodyTimeFromPB(m.GetCreatedAt()),
+		StateSince: custodyTimeFromPB(m.GetStateSince()),
 	}
 }
 

@@ -13,7 +13,10 @@ type custodyClient struct {
 	c custodyv1.CustodianClient
 }
 
-var _ custody.Custodian = (*custodyClient)(nil)
+var (
+	_ custody.Custodian = (*custodyClient)(nil)
+	_ custody.Rotator   = (*custodyClient)(nil)
+)
 
 func (c *custodyClient) open(ctx context.Context, uri string) error {
 	_, err := c.c.Open(ctx, &custodyv1.OpenRequest{Uri: uri})
@@ -25,7 +28,7 @@ func (c *custodyClient) Info(ctx context.Context) (custody.Info, error) {
 	if err != nil {
 		return custody.Info{}, fromStatus("custody plugin: info", err)
 	}
-	return custody.Info{Name: resp.GetName()}, nil
+	return custody.Info{Name: resp.GetName(), Rotation: resp.GetRotation()}, nil
 }
 
 func (c *custodyClient) PublicKeys(ctx context.Context) ([]custody.PublicKey, error) {
@@ -69,4 +72,26 @@ func (c *custodyClient) Decrypt(ctx context.Context, sealed, aad []byte) ([]byte
 func (c *custodyClient) Close(ctx context.Context) error {
 	_, err := c.c.Close(ctx, &custodyv1.CloseRequest{})
 	return fromStatus("custody plugin: close", err)
+}
+
+// The client shim always offers custody.Rotator; a plugin whose custodian
+// does not rotate answers sdk.ErrNotImplemented (and Info.Rotation is
+// false).
+
+func (c *custodyClient) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+	resp, err := c.c.CreateNextKey(ctx, &custodyv1.CreateNextKeyRequest{})
+	if err != nil {
+		return custody.PublicKey{}, fromStatus("custody plugin: create next key", err)
+	}
+	return publicKeyFromPB(resp.GetKey()), nil
+}
+
+func (c *custodyClient) ActivateKey(ctx context.Context, kid string) error {
+	_, err := c.c.ActivateKey(ctx, &custodyv1.ActivateKeyRequest{Kid: kid})
+	return fromStatus("custody plugin: activate key", err)
+}
+
+func (c *custodyClient) RetireKey(ctx context.Context, kid string) error {
+	_, err := c.c.RetireKey(ctx, &custodyv1.RetireKeyRequest{Kid: kid})
+	return fromStatus("custody plugin: retire key", err)
 }

@@ -2,8 +2,10 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 
+	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
 	"github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1"
 )
@@ -43,7 +45,8 @@ func (s *custodyServer) Info(ctx context.Context, _ *custodyv1.InfoRequest) (*cu
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &custodyv1.InfoResponse{Name: info.Name}, nil
+	_, rotates := c.(custody.Rotator)
+	return &custodyv1.InfoResponse{Name: info.Name, Rotation: info.Rotation && rotates}, nil
 }
 
 func (s *custodyServer) PublicKeys(ctx context.Context, _ *custodyv1.PublicKeysRequest) (*custodyv1.PublicKeysResponse, error) {
@@ -92,4 +95,52 @@ func (s *custodyServer) Decrypt(ctx context.Context, req *custodyv1.DecryptReque
 		return nil, toStatus(err)
 	}
 	return &custodyv1.DecryptResponse{Plaintext: pt}, nil
+}
+
+// rotator returns the opened custodian as a custody.Rotator, or
+// sdk.ErrNotImplemented.
+func (s *custodyServer) rotator() (custody.Rotator, error) {
+	c, err := s.cust.get()
+	if err != nil {
+		return nil, err
+	}
+	r, ok := c.(custody.Rotator)
+	if !ok {
+		return nil, fmt.Errorf("custody plugin: this custodian does not rotate keys: %w", sdk.ErrNotImplemented)
+	}
+	return r, nil
+}
+
+func (s *custodyServer) CreateNextKey(ctx context.Context, _ *custodyv1.CreateNextKeyRequest) (*custodyv1.CreateNextKeyResponse, error) {
+	r, err := s.rotator()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	k, err := r.CreateNextKey(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &custodyv1.CreateNextKeyResponse{Key: publicKeyToPB(k)}, nil
+}
+
+func (s *custodyServer) ActivateKey(ctx context.Context, req *custodyv1.ActivateKeyRequest) (*custodyv1.ActivateKeyResponse, error) {
+	r, err := s.rotator()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := r.ActivateKey(ctx, req.GetKid()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &custodyv1.ActivateKeyResponse{}, nil
+}
+
+func (s *custodyServer) RetireKey(ctx context.Context, req *custodyv1.RetireKeyRequest) (*custodyv1.RetireKeyResponse, error) {
+	r, err := s.rotator()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := r.RetireKey(ctx, req.GetKid()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &custodyv1.RetireKeyResponse{}, nil
 }

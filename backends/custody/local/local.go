@@ -49,6 +49,7 @@ import (
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
+	"slices"
 )
 
 // Name is the custodian's name, as reported by Info.
@@ -107,11 +108,13 @@ type keyJSON struct {
 	CreatedAt     time.Time        `json:"created_at"`
 	Public        string           `json:"public"`         // base64url, unpadded
 	SealedPrivate string           `json:"sealed_private"` // std base64 sealed seed
+	StateSince    time.Time        `json:"state_since,omitzero"`
 }
 
 type key struct {
 	pub     custody.PublicKey
 	private ed25519.PrivateKey
+	sealed  string // keyJSON.SealedPrivate, written back on every save
 }
 
 // Custodian is the local custodian. It is safe for concurrent use.
@@ -122,9 +125,17 @@ type Custodian struct {
 	closed  bool
 	keys    []*key // keyring order
 	secrets cipher.AEAD
+
+	// What rotation needs to write the keyring back.
+	path  string
+	krKey cipher.AEAD
+	check string
 }
 
-var _ custody.Custodian = (*Custodian)(nil)
+var (
+	_ custody.Custodian = (*Custodian)(nil)
+	_ custody.Rotator   = (*Custodian)(nil)
+)
 
 // config is a parsed URI.
 type config struct {
@@ -374,43 +385,60 @@ func open(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
 }
 
 func (c *Custodian) create(path string, krKey cipher.AEAD) error {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return fmt.Errorf("local custody: generate key: %w: %w", sdk.ErrInternal, err)
-	}
-	k := &key{
-		pub: custody.PublicKey{
-			KID: custody.Thumbprint(pub), Alg: "EdDSA", Key: pub,
-			State: custody.StateActive, CreatedAt: time.Now().UTC().Truncate(time.Second),
-		},
-		private: priv,
-	}
 	check, err := seal(krKey, []byte(checkPlaintext), []byte(checkAAD))
 	if err != nil {
 		return err
 	}
-	sp, err := seal(krKey, priv.Seed(), []byte(keyAADPrefix+k.pub.KID))
+	c.path, c.krKey, c.check = path, krKey, base64.StdEncoding.EncodeToString(check)
+	k, err := c.newKey(custody.StateActive)
 	if err != nil {
 		return err
 	}
-	kr := keyringJSON{
-		Version: 1,
-		Check:   base64.StdEncoding.EncodeToString(check),
-		Keys: []keyJSON{{
-			KID: k.pub.KID, State: k.pub.State, CreatedAt: k.pub.CreatedAt,
-			Public:        base64.RawURLEncoding.EncodeToString(pub),
-			SealedPrivate: base64.StdEncoding.EncodeToString(sp),
-		}},
+	if err := c.saveLocked([]*key{k}); err != nil {
+		return err
+	}
+	c.keys = []*key{k}
+	return nil
+}
+
+// newKey generates a key in state st, its seed sealed under the keyring key.
+func (c *Custodian) newKey(st custody.KeyState) (*key, error) {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("local custody: generate key: %w: %w", sdk.ErrInternal, err)
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	k := &key{
+		pub: custody.PublicKey{
+			KID: custody.Thumbprint(pub), Alg: "EdDSA", Key: pub,
+			State: st, CreatedAt: now, StateSince: now,
+		},
+		private: priv,
+	}
+	sp, err := seal(c.krKey, priv.Seed(), []byte(keyAADPrefix+k.pub.KID))
+	if err != nil {
+		return nil, err
+	}
+	k.sealed = base64.StdEncoding.EncodeToString(sp)
+	return k, nil
+}
+
+// saveLocked writes keys as the keyring, atomically. The caller installs
+// keys in c.keys only after it succeeded.
+func (c *Custodian) saveLocked(keys []*key) error {
+	kr := keyringJSON{Version: 1, Check: c.check}
+	for _, k := range keys {
+		kr.Keys = append(kr.Keys, keyJSON{
+			KID: k.pub.KID, State: k.pub.State, CreatedAt: k.pub.CreatedAt, StateSince: k.pub.StateSince,
+			Public:        base64.RawURLEncoding.EncodeToString(k.pub.Key),
+			SealedPrivate: k.sealed,
+		})
 	}
 	out, err := json.MarshalIndent(kr, "", "  ")
 	if err != nil {
 		return fmt.Errorf("local custody: encode keyring: %w", sdk.ErrInternal)
 	}
-	if err := writeAtomic(path, append(out, '\n')); err != nil {
-		return err
-	}
-	c.keys = []*key{k}
-	return nil
+	return writeAtomic(c.path, append(out, '\n'))
 }
 
 func (c *Custodian) load(path string, krKey cipher.AEAD) error {
@@ -459,6 +487,11 @@ func (c *Custodian) load(path string, krKey cipher.AEAD) error {
 		default:
 			return corrupt(fmt.Sprintf("key %s: unknown state %q", kj.KID, kj.State))
 		}
+		if kj.State == custody.StateRetired {
+			// Its private half was dropped when it retired.
+			c.keys = append(c.keys, &key{pub: custody.PublicKey{KID: kj.KID, Alg: "EdDSA", Key: pub, State: kj.State, CreatedAt: kj.CreatedAt, StateSince: kj.StateSince}})
+			continue
+		}
 		sp, err := base64.StdEncoding.DecodeString(kj.SealedPrivate)
 		if err != nil {
 			return corrupt(fmt.Sprintf("key %s: sealed private key is not base64", kj.KID))
@@ -472,14 +505,20 @@ func (c *Custodian) load(path string, krKey cipher.AEAD) error {
 		if subtle.ConstantTimeCompare(priv.Public().(ed25519.PublicKey), pub) != 1 {
 			return corrupt(fmt.Sprintf("key %s: private key does not match its public key", kj.KID))
 		}
+		since := kj.StateSince
+		if since.IsZero() {
+			since = kj.CreatedAt // a keyring written before rotation existed
+		}
 		c.keys = append(c.keys, &key{
-			pub:     custody.PublicKey{KID: kj.KID, Alg: "EdDSA", Key: pub, State: kj.State, CreatedAt: kj.CreatedAt},
+			pub:     custody.PublicKey{KID: kj.KID, Alg: "EdDSA", Key: pub, State: kj.State, CreatedAt: kj.CreatedAt, StateSince: since},
 			private: priv,
+			sealed:  kj.SealedPrivate,
 		})
 	}
 	if active != 1 {
 		return corrupt(fmt.Sprintf("%d active keys, want exactly 1", active))
 	}
+	c.path, c.krKey, c.check = path, krKey, kr.Check
 	return nil
 }
 
@@ -535,7 +574,101 @@ var errClosed = fmt.Errorf("local custody: closed: %w", sdk.ErrUnavailable)
 
 // Info implements custody.Custodian.
 func (c *Custodian) Info(ctx context.Context) (custody.Info, error) {
-	return custody.Info{Name: Name}, nil
+	return custody.Info{Name: Name, Rotation: true}, nil
+}
+
+// CreateNextKey implements custody.Rotator.
+func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return custody.PublicKey{}, errClosed
+	}
+	for _, k := range c.keys {
+		if k.pub.State == custody.StateNext {
+			return custody.PublicKey{}, fmt.Errorf("local custody: create next key: %s is the next key already: %w", k.pub.KID, sdk.ErrPrecondition)
+		}
+	}
+	k, err := c.newKey(custody.StateNext)
+	if err != nil {
+		return custody.PublicKey{}, err
+	}
+	keys := append(slices.Clone(c.keys), k)
+	if err := c.saveLocked(keys); err != nil {
+		return custody.PublicKey{}, err
+	}
+	c.keys = keys
+	c.logger.Info("local custody: next signing key created", "kid", k.pub.KID)
+	return copyPub(k.pub), nil
+}
+
+// ActivateKey implements custody.Rotator.
+func (c *Custodian) ActivateKey(ctx context.Context, kid string) error {
+	return c.transition(kid, "activate", func(keys []*key, i int, now time.Time) error {
+		if keys[i].pub.State != custody.StateNext {
+			return fmt.Errorf("local custody: activate key %s: it is %s, not next: %w", kid, keys[i].pub.State, sdk.ErrPrecondition)
+		}
+		for _, k := range keys {
+			if k.pub.State == custody.StateActive {
+				k.pub.State, k.pub.StateSince = custody.StateRetiring, now
+			}
+		}
+		keys[i].pub.State, keys[i].pub.StateSince = custody.StateActive, now
+		return nil
+	})
+}
+
+// RetireKey implements custody.Rotator. The retired key's private half is
+// dropped from the keyring: it never signs again.
+func (c *Custodian) RetireKey(ctx context.Context, kid string) error {
+	return c.transition(kid, "retire", func(keys []*key, i int, now time.Time) error {
+		switch keys[i].pub.State {
+		case custody.StateRetired:
+			return errNoChange
+		case custody.StateRetiring:
+		default:
+			return fmt.Errorf("local custody: retire key %s: it is %s, not retiring: %w", kid, keys[i].pub.State, sdk.ErrPrecondition)
+		}
+		keys[i].pub.State, keys[i].pub.StateSince = custody.StateRetired, now
+		keys[i].private, keys[i].sealed = nil, ""
+		return nil
+	})
+}
+
+var errNoChange = errors.New("no change")
+
+// transition applies change to a copy of the keyring and saves it; the
+// in-memory keys change only when the keyring on disk did.
+func (c *Custodian) transition(kid, op string, change func(keys []*key, i int, now time.Time) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	keys := make([]*key, len(c.keys))
+	at := -1
+	for i, k := range c.keys {
+		cp := *k
+		keys[i] = &cp
+		if k.pub.KID == kid {
+			at = i
+		}
+	}
+	if at < 0 {
+		return fmt.Errorf("local custody: %s key %q: %w", op, kid, sdk.ErrNotFound)
+	}
+	if err := change(keys, at, time.Now().UTC()); err != nil {
+		if errors.Is(err, errNoChange) {
+			return nil
+		}
+		return err
+	}
+	if err := c.saveLocked(keys); err != nil {
+		return err
+	}
+	c.keys = keys
+	c.logger.Info("local custody: key state changed", "op", op, "kid", kid)
+	return nil
 }
 
 // PublicKeys implements custody.Custodian: every key not retired, the

@@ -386,3 +386,77 @@ func TestSubkeysDiffer(t *testing.T) {
 		t.Fatalf("sealed layout: len %d, version %d", len(s), s[0])
 	}
 }
+
+// TestRotationPersists: key states survive a reopen, and a retired key's
+// private half is no longer in the keyring.
+func TestRotationPersists(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	uri := "local://" + dir + "?key_file=" + newKeyFile(t)
+	c1 := openURI(t, uri)
+	r := c1.(custody.Rotator)
+	k1, err := c1.PublicKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := k1[0]
+	next, err := r.CreateNextKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ActivateKey(ctx, next.KID); err != nil {
+		t.Fatal(err)
+	}
+	n2, err := r.CreateNextKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := c1.PublicKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeC(t, c1)
+
+	c2 := openURI(t, uri)
+	got, err := c2.PublicKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || len(want) != 3 {
+		t.Fatalf("reopened keys = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i].KID != want[i].KID || got[i].State != want[i].State || !got[i].StateSince.Equal(want[i].StateSince) {
+			t.Fatalf("reopened key %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	if err := c2.(custody.Rotator).RetireKey(ctx, old.KID); err != nil {
+		t.Fatal(err)
+	}
+	closeC(t, c2)
+	raw, err := os.ReadFile(filepath.Join(dir, "keyring.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kr struct {
+		Keys []struct {
+			KID           string `json:"kid"`
+			State         string `json:"state"`
+			SealedPrivate string `json:"sealed_private"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(raw, &kr); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range kr.Keys {
+		if k.KID == old.KID && (k.State != "retired" || k.SealedPrivate != "") {
+			t.Fatalf("retired key in keyring: %+v", k)
+		}
+	}
+	c3 := openURI(t, uri)
+	defer closeC(t, c3)
+	keys, _ := c3.PublicKeys(ctx)
+	if len(keys) != 2 || keys[0].KID != next.KID || keys[1].KID != n2.KID {
+		t.Fatalf("after retiring and reopening: %+v", keys)
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -112,9 +113,10 @@ type Custodian struct {
 	gen      uint64 // bumped by every (re)connect
 	broken   error  // why the last reconnect failed, until one succeeds
 
-	seal  pkcs11.ObjectHandle
-	state pkcs11.ObjectHandle
-	keys  []*key // as listed in the state object
+	seal     pkcs11.ObjectHandle
+	state    pkcs11.ObjectHandle
+	stateGen uint64
+	keys     []*key // as listed in the state object
 }
 
 type key struct {
@@ -123,11 +125,13 @@ type key struct {
 	pub     ed25519.PublicKey
 	state   custody.KeyState
 	created time.Time
+	since   time.Time
 	priv    pkcs11.ObjectHandle
 }
 
 // stateDoc is the JSON in the state object.
 type stateDoc struct {
+	Gen  uint64     `json:"gen"` // bumped by every write
 	Keys []stateKey `json:"keys"`
 }
 
@@ -135,6 +139,7 @@ type stateKey struct {
 	ID      string           `json:"id"` // hex CKA_ID
 	State   custody.KeyState `json:"state"`
 	Created time.Time        `json:"created"`
+	Since   time.Time        `json:"since"`
 }
 
 var libs = struct {
@@ -324,25 +329,35 @@ func (c *Custodian) keyTmpl(class uint, id []byte) []*pkcs11.Attribute {
 // create, a token that holds none of this custodian's objects is set up.
 func (c *Custodian) loadLocked(create bool) error {
 	sh := c.all[0]
-	state, ok, err := c.findOne(sh, "state object "+c.label("state"), c.stateTmpl())
+	states, err := c.find(sh, c.stateTmpl())
 	if err != nil {
-		return err
+		return fmt.Errorf("pkcs11: find the state object: %w", unavailable(err))
 	}
-	if !ok {
+	if len(states) == 0 {
 		if !create {
 			return c.gone(fmt.Errorf("pkcs11: the state object %s is gone from token %s: %w", c.label("state"), c.cfg.Token, sdk.ErrUnavailable))
 		}
 		return c.initTokenLocked(sh)
 	}
-	c.state = state
-	attrs, err := c.lib.GetAttributeValue(sh, state, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
-	if err != nil {
-		return fmt.Errorf("pkcs11: read state object: %w", unavailable(err))
-	}
+	// A rotation writes a new state object with the next generation, then
+	// destroys the old one; a crash in between leaves both, and the newer
+	// one is the truth.
 	var doc stateDoc
-	if err := json.Unmarshal(attrs[0].Value, &doc); err != nil {
-		return fmt.Errorf("pkcs11: state object %s is not valid JSON: %w", c.label("state"), sdk.ErrInternal)
+	c.state = 0
+	for _, h := range states {
+		attrs, err := c.lib.GetAttributeValue(sh, h, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_VALUE, nil)})
+		if err != nil {
+			return fmt.Errorf("pkcs11: read state object: %w", unavailable(err))
+		}
+		var d stateDoc
+		if err := json.Unmarshal(attrs[0].Value, &d); err != nil {
+			return fmt.Errorf("pkcs11: state object %s is not valid JSON: %w", c.label("state"), sdk.ErrInternal)
+		}
+		if c.state == 0 || d.Gen > doc.Gen {
+			c.state, doc = h, d
+		}
 	}
+	c.stateGen = doc.Gen
 	seal, ok, err := c.findOne(sh, "sealing key "+c.label("seal"), c.sealTmpl())
 	if err != nil {
 		return err
@@ -373,7 +388,7 @@ func (c *Custodian) loadKey(sh pkcs11.SessionHandle, sk stateKey) (*key, error) 
 	if err != nil || len(id) == 0 {
 		return nil, fmt.Errorf("pkcs11: state object names key id %q: %w", sk.ID, sdk.ErrInternal)
 	}
-	k := &key{id: id, state: sk.State, created: sk.Created}
+	k := &key{id: id, state: sk.State, created: sk.Created, since: sk.Since}
 	pubH, ok, err := c.findOne(sh, "public key "+sk.ID, c.keyTmpl(pkcs11.CKO_PUBLIC_KEY, id))
 	if err != nil {
 		return nil, err
@@ -455,28 +470,18 @@ func (c *Custodian) initTokenLocked(sh pkcs11.SessionHandle) error {
 	if err != nil {
 		return err
 	}
-	c.seal, c.keys = seal, []*key{k}
-	raw, err := json.Marshal(c.docLocked())
-	if err != nil {
-		return fmt.Errorf("pkcs11: encode state: %w", sdk.ErrInternal)
+	c.seal = seal
+	if err := c.saveLocked(sh, []*key{k}); err != nil {
+		return err
 	}
-	state, err := c.lib.CreateObject(sh, append(c.stateTmpl(),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
-		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_MODIFIABLE, true),
-		pkcs11.NewAttribute(pkcs11.CKA_VALUE, raw)))
-	if err != nil {
-		return fmt.Errorf("pkcs11: create the state object: %w", unavailable(err))
-	}
-	c.state = state
 	c.log.Info("pkcs11 token set up: sealing key and first signing key generated in the token", "kid", k.kid)
 	return nil
 }
 
-func (c *Custodian) docLocked() stateDoc {
+func docOf(keys []*key) stateDoc {
 	var d stateDoc
-	for _, k := range c.keys {
-		d.Keys = append(d.Keys, stateKey{ID: hex.EncodeToString(k.id), State: k.state, Created: k.created})
+	for _, k := range keys {
+		d.Keys = append(d.Keys, stateKey{ID: hex.EncodeToString(k.id), State: k.state, Created: k.created, Since: k.since})
 	}
 	return d
 }
@@ -517,7 +522,8 @@ func (c *Custodian) generateKey(sh pkcs11.SessionHandle, state custody.KeyState)
 	if err != nil {
 		return nil, err
 	}
-	k := &key{id: id, pub: pub, kid: custody.Thumbprint(pub), state: state, created: time.Now().UTC().Truncate(time.Second), priv: privH}
+	now := time.Now().UTC().Truncate(time.Second)
+	k := &key{id: id, pub: pub, kid: custody.Thumbprint(pub), state: state, created: now, since: now, priv: privH}
 	c.log.Info("pkcs11 signing key generated in the token", "kid", k.kid, "state", string(state))
 	return k, nil
 }
@@ -617,7 +623,152 @@ func (c *Custodian) Info(ctx context.Context) (custody.Info, error) {
 	if err != nil {
 		return custody.Info{}, err
 	}
-	return custody.Info{Name: "pkcs11"}, nil
+	return custody.Info{Name: "pkcs11", Rotation: true}, nil
+}
+
+var _ custody.Rotator = (*Custodian)(nil)
+
+// writable returns a session for a rotation step. Rotation holds c.mu
+// exclusively, so no operation uses the first session meanwhile; a lost
+// session fails the step (nothing was changed: the state object is
+// written last, in one C_SetAttributeValue) and the next call reconnects.
+func (c *Custodian) writable() (pkcs11.SessionHandle, error) {
+	if c.closed {
+		return 0, fmt.Errorf("pkcs11: custodian is closed: %w", sdk.ErrUnavailable)
+	}
+	if c.broken != nil {
+		return 0, c.broken
+	}
+	return c.all[0], nil
+}
+
+// saveLocked writes keys' states as a new state object of the next
+// generation and then destroys the old one. Creating an object is atomic;
+// SoftHSM2 (like many modules) makes a data object's value read-only, so
+// it cannot be updated in place.
+func (c *Custodian) saveLocked(sh pkcs11.SessionHandle, keys []*key) error {
+	doc := docOf(keys)
+	doc.Gen = c.stateGen + 1
+	raw, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("pkcs11: encode state: %w", sdk.ErrInternal)
+	}
+	state, err := c.lib.CreateObject(sh, append(c.stateTmpl(),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VALUE, raw)))
+	if err != nil {
+		return fmt.Errorf("pkcs11: write the state object: %w", unavailable(err))
+	}
+	if old := c.state; old != 0 {
+		if err := c.lib.DestroyObject(sh, old); err != nil {
+			// The newer generation wins at the next load.
+			c.log.Warn("pkcs11: destroy the previous state object", "error", err.Error())
+		}
+	}
+	c.state, c.stateGen, c.keys = state, doc.Gen, keys
+	return nil
+}
+
+// CreateNextKey generates a new Ed25519 key pair in the token, in state
+// next.
+func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sh, err := c.writable()
+	if err != nil {
+		return custody.PublicKey{}, err
+	}
+	for _, k := range c.keys {
+		if k.state == custody.StateNext {
+			return custody.PublicKey{}, fmt.Errorf("pkcs11: create next key: %s is the next key already: %w", k.kid, sdk.ErrPrecondition)
+		}
+	}
+	k, err := c.generateKey(sh, custody.StateNext)
+	if err != nil {
+		return custody.PublicKey{}, err
+	}
+	if err := c.saveLocked(sh, append(slices.Clone(c.keys), k)); err != nil {
+		return custody.PublicKey{}, err
+	}
+	return custody.PublicKey{KID: k.kid, Alg: "EdDSA", Key: append(ed25519.PublicKey(nil), k.pub...), State: k.state, CreatedAt: k.created, StateSince: k.since}, nil
+}
+
+// transition changes key states in a copy and saves it.
+func (c *Custodian) transition(kid, op string, change func(keys []*key, i int, now time.Time) (bool, error)) (*key, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sh, err := c.writable()
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]*key, len(c.keys))
+	at := -1
+	for i, k := range c.keys {
+		cp := *k
+		keys[i] = &cp
+		if k.kid == kid {
+			at = i
+		}
+	}
+	if at < 0 {
+		return nil, fmt.Errorf("pkcs11: %s key %q: %w", op, kid, sdk.ErrNotFound)
+	}
+	changed, err := change(keys, at, time.Now().UTC())
+	if err != nil || !changed {
+		return nil, err
+	}
+	if err := c.saveLocked(sh, keys); err != nil {
+		return nil, err
+	}
+	c.log.Info("pkcs11 key state changed", "op", op, "kid", kid)
+	return keys[at], nil
+}
+
+// ActivateKey makes the next key active and the active one retiring.
+func (c *Custodian) ActivateKey(ctx context.Context, kid string) error {
+	_, err := c.transition(kid, "activate", func(keys []*key, i int, now time.Time) (bool, error) {
+		if keys[i].state != custody.StateNext {
+			return false, fmt.Errorf("pkcs11: activate key %s: it is %s, not next: %w", kid, keys[i].state, sdk.ErrPrecondition)
+		}
+		for _, k := range keys {
+			if k.state == custody.StateActive {
+				k.state, k.since = custody.StateRetiring, now
+			}
+		}
+		keys[i].state, keys[i].since = custody.StateActive, now
+		return true, nil
+	})
+	return err
+}
+
+// RetireKey retires a retiring key and destroys its private half in the
+// token: it can never sign again.
+func (c *Custodian) RetireKey(ctx context.Context, kid string) error {
+	k, err := c.transition(kid, "retire", func(keys []*key, i int, now time.Time) (bool, error) {
+		switch keys[i].state {
+		case custody.StateRetired:
+			return false, nil
+		case custody.StateRetiring:
+		default:
+			return false, fmt.Errorf("pkcs11: retire key %s: it is %s, not retiring: %w", kid, keys[i].state, sdk.ErrPrecondition)
+		}
+		keys[i].state, keys[i].since = custody.StateRetired, now
+		return true, nil
+	})
+	if err != nil || k == nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sh, err := c.writable(); err == nil {
+		if err := c.lib.DestroyObject(sh, k.priv); err != nil {
+			// The state says retired, so it never signs again; the
+			// object is only clutter now.
+			c.log.Warn("pkcs11: destroy the retired private key", "kid", kid, "error", err.Error())
+		}
+	}
+	return nil
 }
 
 // missing turns a failed lookup into its error: the lookup's own (a lost
@@ -649,7 +800,7 @@ func (c *Custodian) PublicKeys(ctx context.Context) ([]custody.PublicKey, error)
 		if k.state == custody.StateRetired {
 			continue
 		}
-		out = append(out, custody.PublicKey{KID: k.kid, Alg: "EdDSA", Key: append(ed25519.PublicKey(nil), k.pub...), State: k.state, CreatedAt: k.created})
+		out = append(out, custody.PublicKey{KID: k.kid, Alg: "EdDSA", Key: append(ed25519.PublicKey(nil), k.pub...), State: k.state, CreatedAt: k.created, StateSince: k.since})
 	}
 	return out, nil
 }

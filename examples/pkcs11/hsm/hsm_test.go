@@ -375,3 +375,47 @@ func TestOpenRefuses(t *testing.T) {
 		_ = c.Close(t.Context())
 	})
 }
+
+// TestRotationInToken: key states live in the token (a reopen sees them),
+// and retiring a key destroys its private half in the token.
+func TestRotationInToken(t *testing.T) {
+	obj := softhsmtest.Object()
+	uri := env.URI(obj)
+	c, _ := open(t, uri)
+	old := activeKey(t, c)
+	next, err := c.CreateNextKey(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ActivateKey(t.Context(), next.KID); err != nil {
+		t.Fatal(err)
+	}
+	reopened, _ := open(t, uri)
+	keys, err := reopened.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]custody.KeyState{}
+	for _, k := range keys {
+		states[k.KID] = k.State
+	}
+	if states[next.KID] != custody.StateActive || states[old.KID] != custody.StateRetiring || len(states) != 2 {
+		t.Fatalf("reopened states = %v, want %s active and %s retiring", states, next.KID, old.KID)
+	}
+	if err := c.RetireKey(t.Context(), old.KID); err != nil {
+		t.Fatal(err)
+	}
+	p, sh, _ := token(t)
+	privs := findAll(t, p, sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY), pkcs11.NewAttribute(pkcs11.CKA_LABEL, obj+"-sign")})
+	if len(privs) != 1 {
+		t.Fatalf("%d private signing keys in the token after retiring one of two, want 1", len(privs))
+	}
+	if states := findAll(t, p, sh, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA), pkcs11.NewAttribute(pkcs11.CKA_LABEL, obj+"-state")}); len(states) != 1 {
+		t.Fatalf("%d state objects in the token, want 1", len(states))
+	}
+	third, _ := open(t, uri)
+	if k := activeKey(t, third); k.KID != next.KID {
+		t.Fatalf("active after retire and reopen = %s, want %s", k.KID, next.KID)
+	}
+	works(t, third)
+}

@@ -6,7 +6,11 @@
 //	}
 //
 // It checks only the contract in package custody, so it passes for any
-// correct backend, in process or behind the plugin shims.
+// correct backend, in process or behind the plugin shims. The rotation
+// cases hold a custodian that reports Info.Rotation to custody.Rotator's
+// contract, and one that does not to answering sdk.ErrNotImplemented
+// when it is reached through something that offers the methods anyway
+// (the plugin shims).
 package custodytest
 
 import (
@@ -41,6 +45,8 @@ func Run(t *testing.T, newCustodian func(t *testing.T) custody.Custodian) {
 		{"decrypt tampered", testTampered},
 		{"decrypt truncated", testTruncated},
 		{"concurrent use", testConcurrent},
+		{"rotation", testRotation},
+		{"rotation refusals", testRotationRefusals},
 	}
 	for _, tt := range tests {
 		t.Run("case="+tt.name, func(t *testing.T) {
@@ -299,4 +305,149 @@ func testConcurrent(t *testing.T, c custody.Custodian) {
 		})
 	}
 	wg.Wait()
+}
+
+// rotator returns c as a custody.Rotator when it says it rotates. When it
+// does not but offers the methods (the plugin shims), they must answer
+// ErrNotImplemented.
+func rotator(t *testing.T, c custody.Custodian) (custody.Rotator, bool) {
+	t.Helper()
+	info, err := c.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := c.(custody.Rotator)
+	if info.Rotation && !ok {
+		t.Fatal("Info reports Rotation but the custodian is not a custody.Rotator")
+	}
+	if !info.Rotation {
+		if ok {
+			if _, err := r.CreateNextKey(t.Context()); !errors.Is(err, sdk.ErrNotImplemented) {
+				t.Fatalf("CreateNextKey on a custodian without rotation = %v, want ErrNotImplemented", err)
+			}
+		}
+		return nil, false
+	}
+	return r, true
+}
+
+func keyByKID(t *testing.T, c custody.Custodian, kid string) (custody.PublicKey, bool) {
+	t.Helper()
+	keys, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.KID == kid {
+			return k, true
+		}
+	}
+	return custody.PublicKey{}, false
+}
+
+func testRotation(t *testing.T, c custody.Custodian) {
+	r, ok := rotator(t, c)
+	if !ok {
+		return
+	}
+	old := active(t, c)
+	sealed := seal(t, c, "sealed before rotation", "aad")
+
+	next, err := r.CreateNextKey(t.Context())
+	if err != nil {
+		t.Fatalf("CreateNextKey: %v", err)
+	}
+	if next.State != custody.StateNext || next.KID != custody.Thumbprint(next.Key) || next.StateSince.IsZero() {
+		t.Fatalf("CreateNextKey = %+v, want a next key with its thumbprint as kid and StateSince", next)
+	}
+	if k, ok := keyByKID(t, c, next.KID); !ok || k.State != custody.StateNext {
+		t.Fatalf("next key listed as %+v (listed: %v), want state next", k, ok)
+	}
+	if a := active(t, c); a.KID != old.KID {
+		t.Fatal("creating a next key changed the active key")
+	}
+
+	if err := r.ActivateKey(t.Context(), next.KID); err != nil {
+		t.Fatalf("ActivateKey: %v", err)
+	}
+	if a := active(t, c); a.KID != next.KID {
+		t.Fatalf("active key is %s after ActivateKey(%s)", a.KID, next.KID)
+	}
+	ret, ok := keyByKID(t, c, old.KID)
+	if !ok || ret.State != custody.StateRetiring || ret.StateSince.Before(old.StateSince) {
+		t.Fatalf("old key listed as %+v (listed: %v), want retiring since the activation", ret, ok)
+	}
+	sig, err := c.Sign(t.Context(), next.KID, []byte("m"))
+	if err != nil || !ed25519.Verify(next.Key, []byte("m"), sig) {
+		t.Fatalf("Sign with the new active key: %v", err)
+	}
+
+	if err := r.RetireKey(t.Context(), old.KID); err != nil {
+		t.Fatalf("RetireKey: %v", err)
+	}
+	if _, ok := keyByKID(t, c, old.KID); ok {
+		t.Fatal("a retired key is still listed")
+	}
+	if _, err := c.Sign(t.Context(), old.KID, []byte("m")); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("Sign with a retired key = %v, want ErrNotFound", err)
+	}
+	if err := r.RetireKey(t.Context(), old.KID); err != nil {
+		t.Fatalf("RetireKey twice = %v, want nil (no-op)", err)
+	}
+	// Secrets sealed before a rotation still open: sealing does not rotate
+	// with the signing keys.
+	if pt, err := c.Decrypt(t.Context(), sealed, []byte("aad")); err != nil || string(pt) != "sealed before rotation" {
+		t.Fatalf("Decrypt after rotation = %q, %v", pt, err)
+	}
+	// A second cycle works too.
+	n2, err := r.CreateNextKey(t.Context())
+	if err != nil {
+		t.Fatalf("second CreateNextKey: %v", err)
+	}
+	if err := r.ActivateKey(t.Context(), n2.KID); err != nil {
+		t.Fatalf("second ActivateKey: %v", err)
+	}
+	if a := active(t, c); a.KID != n2.KID {
+		t.Fatal("second rotation did not activate the new key")
+	}
+}
+
+func testRotationRefusals(t *testing.T, c custody.Custodian) {
+	r, ok := rotator(t, c)
+	if !ok {
+		return
+	}
+	act := active(t, c)
+	unknown := custody.Thumbprint(make(ed25519.PublicKey, ed25519.PublicKeySize))
+	tests := []struct {
+		name    string
+		op      func() error
+		wantErr error
+	}{
+		{"activate unknown", func() error { return r.ActivateKey(t.Context(), unknown) }, sdk.ErrNotFound},
+		{"retire unknown", func() error { return r.RetireKey(t.Context(), unknown) }, sdk.ErrNotFound},
+		{"activate the active key", func() error { return r.ActivateKey(t.Context(), act.KID) }, sdk.ErrPrecondition},
+		{"retire the active key", func() error { return r.RetireKey(t.Context(), act.KID) }, sdk.ErrPrecondition},
+		{"first next key", func() error { _, err := r.CreateNextKey(t.Context()); return err }, nil},
+		{"second next key", func() error { _, err := r.CreateNextKey(t.Context()); return err }, sdk.ErrPrecondition},
+	}
+	for _, tt := range tests {
+		if err := tt.op(); !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+			t.Errorf("%s = %v, want %v", tt.name, err, tt.wantErr)
+		}
+	}
+	keys, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if k.State == custody.StateNext {
+			if err := r.RetireKey(t.Context(), k.KID); !errors.Is(err, sdk.ErrPrecondition) {
+				t.Errorf("retire the next key = %v, want ErrPrecondition", err)
+			}
+		}
+	}
+	if a := active(t, c); a.KID != act.KID {
+		t.Fatal("refused rotation calls changed the active key")
+	}
 }

@@ -202,6 +202,7 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 type InfoResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Rotation      bool                   `protobuf:"varint,2,opt,name=rotation,proto3" json:"rotation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,6 +244,13 @@ func (x *InfoResponse) GetName() string {
 	return ""
 }
 
+func (x *InfoResponse) GetRotation() bool {
+	if x != nil {
+		return x.Rotation
+	}
+	return false
+}
+
 // PublicKey is a signing key's public half (sdk/custody.PublicKey).
 type PublicKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -251,6 +259,7 @@ type PublicKey struct {
 	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"` // 32-byte Ed25519 public key
 	State         string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
 	CreatedAt     *Timestamp             `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StateSince    *Timestamp             `protobuf:"bytes,6,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -316,6 +325,13 @@ func (x *PublicKey) GetState() string {
 func (x *PublicKey) GetCreatedAt() *Timestamp {
 	if x != nil {
 		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *PublicKey) GetStateSince() *Timestamp {
+	if x != nil {
+		return x.StateSince
 	}
 	return nil
 }
@@ -760,6 +776,246 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{15}
 }
 
+type CreateNextKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNextKeyRequest) Reset() {
+	*x = CreateNextKeyRequest{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNextKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNextKeyRequest) ProtoMessage() {}
+
+func (x *CreateNextKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNextKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateNextKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{16}
+}
+
+type CreateNextKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *PublicKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNextKeyResponse) Reset() {
+	*x = CreateNextKeyResponse{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNextKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNextKeyResponse) ProtoMessage() {}
+
+func (x *CreateNextKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNextKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateNextKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateNextKeyResponse) GetKey() *PublicKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type ActivateKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateKeyRequest) Reset() {
+	*x = ActivateKeyRequest{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateKeyRequest) ProtoMessage() {}
+
+func (x *ActivateKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateKeyRequest.ProtoReflect.Descriptor instead.
+func (*ActivateKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ActivateKeyRequest) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+type ActivateKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivateKeyResponse) Reset() {
+	*x = ActivateKeyResponse{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivateKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivateKeyResponse) ProtoMessage() {}
+
+func (x *ActivateKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivateKeyResponse.ProtoReflect.Descriptor instead.
+func (*ActivateKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{19}
+}
+
+type RetireKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireKeyRequest) Reset() {
+	*x = RetireKeyRequest{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireKeyRequest) ProtoMessage() {}
+
+func (x *RetireKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireKeyRequest.ProtoReflect.Descriptor instead.
+func (*RetireKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *RetireKeyRequest) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+type RetireKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireKeyResponse) Reset() {
+	*x = RetireKeyResponse{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireKeyResponse) ProtoMessage() {}
+
+func (x *RetireKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireKeyResponse.ProtoReflect.Descriptor instead.
+func (*RetireKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{21}
+}
+
 var File_mcias_plugin_custody_v1_custody_proto protoreflect.FileDescriptor
 
 const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
@@ -771,16 +1027,19 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\vOpenRequest\x12\x10\n" +
 	"\x03uri\x18\x01 \x01(\tR\x03uri\"\x0e\n" +
 	"\fOpenResponse\"\r\n" +
-	"\vInfoRequest\"\"\n" +
+	"\vInfoRequest\">\n" +
 	"\fInfoResponse\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x9a\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\brotation\x18\x02 \x01(\bR\brotation\"\xdf\x01\n" +
 	"\tPublicKey\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x10\n" +
 	"\x03alg\x18\x02 \x01(\tR\x03alg\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x14\n" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12A\n" +
 	"\n" +
-	"created_at\x18\x05 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\tcreatedAt\"\x13\n" +
+	"created_at\x18\x05 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\tcreatedAt\x12C\n" +
+	"\vstate_since\x18\x06 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\n" +
+	"stateSince\"\x13\n" +
 	"\x11PublicKeysRequest\"L\n" +
 	"\x12PublicKeysResponse\x126\n" +
 	"\x04keys\x18\x01 \x03(\v2\".mcias.plugin.custody.v1.PublicKeyR\x04keys\"1\n" +
@@ -800,7 +1059,16 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\x0fDecryptResponse\x12\x1c\n" +
 	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse2\x85\x05\n" +
+	"\rCloseResponse\"\x16\n" +
+	"\x14CreateNextKeyRequest\"M\n" +
+	"\x15CreateNextKeyResponse\x124\n" +
+	"\x03key\x18\x01 \x01(\v2\".mcias.plugin.custody.v1.PublicKeyR\x03key\"&\n" +
+	"\x12ActivateKeyRequest\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x15\n" +
+	"\x13ActivateKeyResponse\"$\n" +
+	"\x10RetireKeyRequest\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x13\n" +
+	"\x11RetireKeyResponse2\xc3\a\n" +
 	"\tCustodian\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.custody.v1.OpenRequest\x1a%.mcias.plugin.custody.v1.OpenResponse\x12S\n" +
 	"\x04Info\x12$.mcias.plugin.custody.v1.InfoRequest\x1a%.mcias.plugin.custody.v1.InfoResponse\x12e\n" +
@@ -809,7 +1077,10 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\x04Sign\x12$.mcias.plugin.custody.v1.SignRequest\x1a%.mcias.plugin.custody.v1.SignResponse\x12\\\n" +
 	"\aEncrypt\x12'.mcias.plugin.custody.v1.EncryptRequest\x1a(.mcias.plugin.custody.v1.EncryptResponse\x12\\\n" +
 	"\aDecrypt\x12'.mcias.plugin.custody.v1.DecryptRequest\x1a(.mcias.plugin.custody.v1.DecryptResponse\x12V\n" +
-	"\x05Close\x12%.mcias.plugin.custody.v1.CloseRequest\x1a&.mcias.plugin.custody.v1.CloseResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1b\x06proto3"
+	"\x05Close\x12%.mcias.plugin.custody.v1.CloseRequest\x1a&.mcias.plugin.custody.v1.CloseResponse\x12n\n" +
+	"\rCreateNextKey\x12-.mcias.plugin.custody.v1.CreateNextKeyRequest\x1a..mcias.plugin.custody.v1.CreateNextKeyResponse\x12h\n" +
+	"\vActivateKey\x12+.mcias.plugin.custody.v1.ActivateKeyRequest\x1a,.mcias.plugin.custody.v1.ActivateKeyResponse\x12b\n" +
+	"\tRetireKey\x12).mcias.plugin.custody.v1.RetireKeyRequest\x1a*.mcias.plugin.custody.v1.RetireKeyResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1b\x06proto3"
 
 var (
 	file_mcias_plugin_custody_v1_custody_proto_rawDescOnce sync.Once
@@ -823,47 +1094,61 @@ func file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP() []byte {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescData
 }
 
-var file_mcias_plugin_custody_v1_custody_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_mcias_plugin_custody_v1_custody_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_mcias_plugin_custody_v1_custody_proto_goTypes = []any{
-	(*Timestamp)(nil),          // 0: mcias.plugin.custody.v1.Timestamp
-	(*OpenRequest)(nil),        // 1: mcias.plugin.custody.v1.OpenRequest
-	(*OpenResponse)(nil),       // 2: mcias.plugin.custody.v1.OpenResponse
-	(*InfoRequest)(nil),        // 3: mcias.plugin.custody.v1.InfoRequest
-	(*InfoResponse)(nil),       // 4: mcias.plugin.custody.v1.InfoResponse
-	(*PublicKey)(nil),          // 5: mcias.plugin.custody.v1.PublicKey
-	(*PublicKeysRequest)(nil),  // 6: mcias.plugin.custody.v1.PublicKeysRequest
-	(*PublicKeysResponse)(nil), // 7: mcias.plugin.custody.v1.PublicKeysResponse
-	(*SignRequest)(nil),        // 8: mcias.plugin.custody.v1.SignRequest
-	(*SignResponse)(nil),       // 9: mcias.plugin.custody.v1.SignResponse
-	(*EncryptRequest)(nil),     // 10: mcias.plugin.custody.v1.EncryptRequest
-	(*EncryptResponse)(nil),    // 11: mcias.plugin.custody.v1.EncryptResponse
-	(*DecryptRequest)(nil),     // 12: mcias.plugin.custody.v1.DecryptRequest
-	(*DecryptResponse)(nil),    // 13: mcias.plugin.custody.v1.DecryptResponse
-	(*CloseRequest)(nil),       // 14: mcias.plugin.custody.v1.CloseRequest
-	(*CloseResponse)(nil),      // 15: mcias.plugin.custody.v1.CloseResponse
+	(*Timestamp)(nil),             // 0: mcias.plugin.custody.v1.Timestamp
+	(*OpenRequest)(nil),           // 1: mcias.plugin.custody.v1.OpenRequest
+	(*OpenResponse)(nil),          // 2: mcias.plugin.custody.v1.OpenResponse
+	(*InfoRequest)(nil),           // 3: mcias.plugin.custody.v1.InfoRequest
+	(*InfoResponse)(nil),          // 4: mcias.plugin.custody.v1.InfoResponse
+	(*PublicKey)(nil),             // 5: mcias.plugin.custody.v1.PublicKey
+	(*PublicKeysRequest)(nil),     // 6: mcias.plugin.custody.v1.PublicKeysRequest
+	(*PublicKeysResponse)(nil),    // 7: mcias.plugin.custody.v1.PublicKeysResponse
+	(*SignRequest)(nil),           // 8: mcias.plugin.custody.v1.SignRequest
+	(*SignResponse)(nil),          // 9: mcias.plugin.custody.v1.SignResponse
+	(*EncryptRequest)(nil),        // 10: mcias.plugin.custody.v1.EncryptRequest
+	(*EncryptResponse)(nil),       // 11: mcias.plugin.custody.v1.EncryptResponse
+	(*DecryptRequest)(nil),        // 12: mcias.plugin.custody.v1.DecryptRequest
+	(*DecryptResponse)(nil),       // 13: mcias.plugin.custody.v1.DecryptResponse
+	(*CloseRequest)(nil),          // 14: mcias.plugin.custody.v1.CloseRequest
+	(*CloseResponse)(nil),         // 15: mcias.plugin.custody.v1.CloseResponse
+	(*CreateNextKeyRequest)(nil),  // 16: mcias.plugin.custody.v1.CreateNextKeyRequest
+	(*CreateNextKeyResponse)(nil), // 17: mcias.plugin.custody.v1.CreateNextKeyResponse
+	(*ActivateKeyRequest)(nil),    // 18: mcias.plugin.custody.v1.ActivateKeyRequest
+	(*ActivateKeyResponse)(nil),   // 19: mcias.plugin.custody.v1.ActivateKeyResponse
+	(*RetireKeyRequest)(nil),      // 20: mcias.plugin.custody.v1.RetireKeyRequest
+	(*RetireKeyResponse)(nil),     // 21: mcias.plugin.custody.v1.RetireKeyResponse
 }
 var file_mcias_plugin_custody_v1_custody_proto_depIdxs = []int32{
 	0,  // 0: mcias.plugin.custody.v1.PublicKey.created_at:type_name -> mcias.plugin.custody.v1.Timestamp
-	5,  // 1: mcias.plugin.custody.v1.PublicKeysResponse.keys:type_name -> mcias.plugin.custody.v1.PublicKey
-	1,  // 2: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
-	3,  // 3: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
-	6,  // 4: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
-	8,  // 5: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
-	10, // 6: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
-	12, // 7: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
-	14, // 8: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
-	2,  // 9: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
-	4,  // 10: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
-	7,  // 11: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
-	9,  // 12: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
-	11, // 13: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
-	13, // 14: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
-	15, // 15: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
-	9,  // [9:16] is the sub-list for method output_type
-	2,  // [2:9] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	0,  // 1: mcias.plugin.custody.v1.PublicKey.state_since:type_name -> mcias.plugin.custody.v1.Timestamp
+	5,  // 2: mcias.plugin.custody.v1.PublicKeysResponse.keys:type_name -> mcias.plugin.custody.v1.PublicKey
+	5,  // 3: mcias.plugin.custody.v1.CreateNextKeyResponse.key:type_name -> mcias.plugin.custody.v1.PublicKey
+	1,  // 4: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
+	3,  // 5: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
+	6,  // 6: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
+	8,  // 7: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
+	10, // 8: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
+	12, // 9: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
+	14, // 10: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
+	16, // 11: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
+	18, // 12: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
+	20, // 13: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
+	2,  // 14: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
+	4,  // 15: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
+	7,  // 16: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
+	9,  // 17: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
+	11, // 18: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
+	13, // 19: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
+	15, // 20: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
+	17, // 21: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
+	19, // 22: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
+	21, // 23: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
+	14, // [14:24] is the sub-list for method output_type
+	4,  // [4:14] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_mcias_plugin_custody_v1_custody_proto_init() }
@@ -877,7 +1162,7 @@ func file_mcias_plugin_custody_v1_custody_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_plugin_custody_v1_custody_proto_rawDesc), len(file_mcias_plugin_custody_v1_custody_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,13 +28,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Custodian_Open_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Open"
-	Custodian_Info_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Info"
-	Custodian_PublicKeys_FullMethodName = "/mcias.plugin.custody.v1.Custodian/PublicKeys"
-	Custodian_Sign_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Sign"
-	Custodian_Encrypt_FullMethodName    = "/mcias.plugin.custody.v1.Custodian/Encrypt"
-	Custodian_Decrypt_FullMethodName    = "/mcias.plugin.custody.v1.Custodian/Decrypt"
-	Custodian_Close_FullMethodName      = "/mcias.plugin.custody.v1.Custodian/Close"
+	Custodian_Open_FullMethodName          = "/mcias.plugin.custody.v1.Custodian/Open"
+	Custodian_Info_FullMethodName          = "/mcias.plugin.custody.v1.Custodian/Info"
+	Custodian_PublicKeys_FullMethodName    = "/mcias.plugin.custody.v1.Custodian/PublicKeys"
+	Custodian_Sign_FullMethodName          = "/mcias.plugin.custody.v1.Custodian/Sign"
+	Custodian_Encrypt_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Encrypt"
+	Custodian_Decrypt_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Decrypt"
+	Custodian_Close_FullMethodName         = "/mcias.plugin.custody.v1.Custodian/Close"
+	Custodian_CreateNextKey_FullMethodName = "/mcias.plugin.custody.v1.Custodian/CreateNextKey"
+	Custodian_ActivateKey_FullMethodName   = "/mcias.plugin.custody.v1.Custodian/ActivateKey"
+	Custodian_RetireKey_FullMethodName     = "/mcias.plugin.custody.v1.Custodian/RetireKey"
 )
 
 // CustodianClient is the client API for Custodian service.
@@ -50,6 +53,11 @@ type CustodianClient interface {
 	Encrypt(ctx context.Context, in *EncryptRequest, opts ...grpc.CallOption) (*EncryptResponse, error)
 	Decrypt(ctx context.Context, in *DecryptRequest, opts ...grpc.CallOption) (*DecryptResponse, error)
 	Close(ctx context.Context, in *CloseRequest, opts ...grpc.CallOption) (*CloseResponse, error)
+	// Rotation (sdk/custody.Rotator); UNIMPLEMENTED when the custodian does
+	// not rotate.
+	CreateNextKey(ctx context.Context, in *CreateNextKeyRequest, opts ...grpc.CallOption) (*CreateNextKeyResponse, error)
+	ActivateKey(ctx context.Context, in *ActivateKeyRequest, opts ...grpc.CallOption) (*ActivateKeyResponse, error)
+	RetireKey(ctx context.Context, in *RetireKeyRequest, opts ...grpc.CallOption) (*RetireKeyResponse, error)
 }
 
 type custodianClient struct {
@@ -130,6 +138,36 @@ func (c *custodianClient) Close(ctx context.Context, in *CloseRequest, opts ...g
 	return out, nil
 }
 
+func (c *custodianClient) CreateNextKey(ctx context.Context, in *CreateNextKeyRequest, opts ...grpc.CallOption) (*CreateNextKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateNextKeyResponse)
+	err := c.cc.Invoke(ctx, Custodian_CreateNextKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *custodianClient) ActivateKey(ctx context.Context, in *ActivateKeyRequest, opts ...grpc.CallOption) (*ActivateKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActivateKeyResponse)
+	err := c.cc.Invoke(ctx, Custodian_ActivateKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *custodianClient) RetireKey(ctx context.Context, in *RetireKeyRequest, opts ...grpc.CallOption) (*RetireKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireKeyResponse)
+	err := c.cc.Invoke(ctx, Custodian_RetireKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CustodianServer is the server API for Custodian service.
 // All implementations must embed UnimplementedCustodianServer
 // for forward compatibility.
@@ -143,6 +181,11 @@ type CustodianServer interface {
 	Encrypt(context.Context, *EncryptRequest) (*EncryptResponse, error)
 	Decrypt(context.Context, *DecryptRequest) (*DecryptResponse, error)
 	Close(context.Context, *CloseRequest) (*CloseResponse, error)
+	// Rotation (sdk/custody.Rotator); UNIMPLEMENTED when the custodian does
+	// not rotate.
+	CreateNextKey(context.Context, *CreateNextKeyRequest) (*CreateNextKeyResponse, error)
+	ActivateKey(context.Context, *ActivateKeyRequest) (*ActivateKeyResponse, error)
+	RetireKey(context.Context, *RetireKeyRequest) (*RetireKeyResponse, error)
 	mustEmbedUnimplementedCustodianServer()
 }
 
@@ -173,6 +216,15 @@ func (UnimplementedCustodianServer) Decrypt(context.Context, *DecryptRequest) (*
 }
 func (UnimplementedCustodianServer) Close(context.Context, *CloseRequest) (*CloseResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Close not implemented")
+}
+func (UnimplementedCustodianServer) CreateNextKey(context.Context, *CreateNextKeyRequest) (*CreateNextKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateNextKey not implemented")
+}
+func (UnimplementedCustodianServer) ActivateKey(context.Context, *ActivateKeyRequest) (*ActivateKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ActivateKey not implemented")
+}
+func (UnimplementedCustodianServer) RetireKey(context.Context, *RetireKeyRequest) (*RetireKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetireKey not implemented")
 }
 func (UnimplementedCustodianServer) mustEmbedUnimplementedCustodianServer() {}
 func (UnimplementedCustodianServer) testEmbeddedByValue()                   {}
@@ -321,6 +373,60 @@ func _Custodian_Close_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Custodian_CreateNextKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateNextKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustodianServer).CreateNextKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Custodian_CreateNextKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustodianServer).CreateNextKey(ctx, req.(*CreateNextKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Custodian_ActivateKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActivateKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustodianServer).ActivateKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Custodian_ActivateKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustodianServer).ActivateKey(ctx, req.(*ActivateKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Custodian_RetireKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustodianServer).RetireKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Custodian_RetireKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustodianServer).RetireKey(ctx, req.(*RetireKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Custodian_ServiceDesc is the grpc.ServiceDesc for Custodian service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +461,18 @@ var Custodian_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Close",
 			Handler:    _Custodian_Close_Handler,
+		},
+		{
+			MethodName: "CreateNextKey",
+			Handler:    _Custodian_CreateNextKey_Handler,
+		},
+		{
+			MethodName: "ActivateKey",
+			Handler:    _Custodian_ActivateKey_Handler,
+		},
+		{
+			MethodName: "RetireKey",
+			Handler:    _Custodian_RetireKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
