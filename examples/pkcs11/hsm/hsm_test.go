@@ -269,7 +269,7 @@ func works(t *testing.T, c custody.Custodian) {
 // the log says what happened.
 func TestRecoversLostSessions(t *testing.T) {
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, p *pkcs11.Ctx, slot uint)
 	}{
 		{"all sessions closed", func(t *testing.T, p *pkcs11.Ctx, slot uint) {
