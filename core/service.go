@@ -62,6 +62,12 @@ type Config struct {
 	// memory); default runtime.NumCPU().
 	MaxConcurrentHashes int
 	MinPasswordLength   int // default 12; max length 1024 bytes always
+
+	// Key rotation (see rotation.go); used only with a custodian that
+	// rotates.
+	RotateEvery  time.Duration // scheduled rotation period; 0: on demand only
+	PublishAhead time.Duration // a next key is published this long before it signs; default 2m
+	RetireAfter  time.Duration // a retiring key stays published this long; default and minimum: longest token life
 }
 
 // Deps are the backends and helpers the core runs on. The core does not
@@ -87,6 +93,7 @@ type Service struct {
 	keys     keyCache
 	tokens   tokenCache
 	accounts accountCache
+	rot      rotationState
 
 	feedMu     sync.Mutex
 	feedCursor time.Time // RevokedAfter of the next revocation-feed read
@@ -140,7 +147,7 @@ func (c *Config) applyDefaults() error {
 	if err := c.Password.Validate(); err != nil {
 		return fmt.Errorf("core: config: password params: %w", err)
 	}
-	return nil
+	return c.rotationDefaults()
 }
 
 // New builds the service: it loads the signing keys, the state of every
@@ -217,6 +224,10 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	s.stop = cancel
 	s.wg.Add(1)
 	go s.refreshLoop(bg)
+	if _, err := s.rotator(ctx); err == nil {
+		s.wg.Add(1)
+		go s.rotationLoop(bg)
+	}
 	for _, w := range s.sinks {
 		s.wg.Add(1)
 		go s.runSink(bg, w)

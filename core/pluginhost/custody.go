@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
@@ -61,33 +62,33 @@ func (w *supervisedCustodian) Close(ctx context.Context) error {
 // The supervised custodian offers custody.Rotator whatever the plugin's
 // custodian is; one that does not rotate answers sdk.ErrNotImplemented.
 
-func (w *supervisedCustodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+func (w *supervisedCustodian) CreateNextKey(ctx context.Context, at time.Time) (custody.PublicKey, error) {
 	return call(w.s, ctx, func(ctx context.Context, b custody.Custodian) (custody.PublicKey, error) {
 		r, err := rotator(b)
 		if err != nil {
 			return custody.PublicKey{}, err
 		}
-		return r.CreateNextKey(ctx)
+		return r.CreateNextKey(ctx, at)
 	})
 }
 
-func (w *supervisedCustodian) ActivateKey(ctx context.Context, kid string) error {
+func (w *supervisedCustodian) ActivateKey(ctx context.Context, kid string, at time.Time) error {
 	return call0(w.s, ctx, func(ctx context.Context, b custody.Custodian) error {
 		r, err := rotator(b)
 		if err != nil {
 			return err
 		}
-		return r.ActivateKey(ctx, kid)
+		return r.ActivateKey(ctx, kid, at)
 	})
 }
 
-func (w *supervisedCustodian) RetireKey(ctx context.Context, kid string) error {
+func (w *supervisedCustodian) RetireKey(ctx context.Context, kid string, at time.Time) error {
 	return call0(w.s, ctx, func(ctx context.Context, b custody.Custodian) error {
 		r, err := rotator(b)
 		if err != nil {
 			return err
 		}
-		return r.RetireKey(ctx, kid)
+		return r.RetireKey(ctx, kid, at)
 	})
 }
 

@@ -75,23 +75,24 @@ type Custodian interface {
 // rotate. A key moves only forward: next -> active -> retiring -> retired.
 // Each method is atomic (a crash leaves the old or the new states, never
 // a mix) and durable when it returns. The core drives the schedule; the
-// custodian only keeps the states. Custodians without it return
+// custodian only keeps the states, stamped with the time at the core
+// passes (StateSince), so one clock decides the schedule. Custodians without it return
 // sdk.ErrNotImplemented from these methods across the plugin wire and
 // report Info.Rotation false.
 type Rotator interface {
 	// CreateNextKey generates a new key in StateNext: listed by
 	// PublicKeys (so verifiers learn it) but not yet signing.
 	// ErrPrecondition when a next key exists already.
-	CreateNextKey(ctx context.Context) (PublicKey, error)
+	CreateNextKey(ctx context.Context, at time.Time) (PublicKey, error)
 	// ActivateKey makes the next key kid the active one and the active
 	// key retiring, in one step. ErrNotFound when kid is unknown or
 	// retired, ErrPrecondition when it is not the next key.
-	ActivateKey(ctx context.Context, kid string) error
+	ActivateKey(ctx context.Context, kid string, at time.Time) error
 	// RetireKey retires the retiring key kid: no longer listed, never
 	// signs again (the custodian may destroy its private half).
 	// ErrNotFound when kid is unknown, ErrPrecondition when it is the
 	// active or the next key. Retiring a retired key is a no-op.
-	RetireKey(ctx context.Context, kid string) error
+	RetireKey(ctx context.Context, kid string, at time.Time) error
 }
 
 // Factory opens a custodian from its URI (for example

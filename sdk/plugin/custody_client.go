@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"time"
 
 	"github.com/metacircular/mcias/sdk/custody"
 	"github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1"
@@ -78,20 +79,20 @@ func (c *custodyClient) Close(ctx context.Context) error {
 // does not rotate answers sdk.ErrNotImplemented (and Info.Rotation is
 // false).
 
-func (c *custodyClient) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
-	resp, err := c.c.CreateNextKey(ctx, &custodyv1.CreateNextKeyRequest{})
+func (c *custodyClient) CreateNextKey(ctx context.Context, at time.Time) (custody.PublicKey, error) {
+	resp, err := c.c.CreateNextKey(ctx, &custodyv1.CreateNextKeyRequest{At: custodyTimeToPB(at)})
 	if err != nil {
 		return custody.PublicKey{}, fromStatus("custody plugin: create next key", err)
 	}
 	return publicKeyFromPB(resp.GetKey()), nil
 }
 
-func (c *custodyClient) ActivateKey(ctx context.Context, kid string) error {
-	_, err := c.c.ActivateKey(ctx, &custodyv1.ActivateKeyRequest{Kid: kid})
+func (c *custodyClient) ActivateKey(ctx context.Context, kid string, at time.Time) error {
+	_, err := c.c.ActivateKey(ctx, &custodyv1.ActivateKeyRequest{Kid: kid, At: custodyTimeToPB(at)})
 	return fromStatus("custody plugin: activate key", err)
 }
 
-func (c *custodyClient) RetireKey(ctx context.Context, kid string) error {
-	_, err := c.c.RetireKey(ctx, &custodyv1.RetireKeyRequest{Kid: kid})
+func (c *custodyClient) RetireKey(ctx context.Context, kid string, at time.Time) error {
+	_, err := c.c.RetireKey(ctx, &custodyv1.RetireKeyRequest{Kid: kid, At: custodyTimeToPB(at)})
 	return fromStatus("custody plugin: retire key", err)
 }

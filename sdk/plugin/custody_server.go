@@ -111,12 +111,12 @@ func (s *custodyServer) rotator() (custody.Rotator, error) {
 	return r, nil
 }
 
-func (s *custodyServer) CreateNextKey(ctx context.Context, _ *custodyv1.CreateNextKeyRequest) (*custodyv1.CreateNextKeyResponse, error) {
+func (s *custodyServer) CreateNextKey(ctx context.Context, req *custodyv1.CreateNextKeyRequest) (*custodyv1.CreateNextKeyResponse, error) {
 	r, err := s.rotator()
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	k, err := r.CreateNextKey(ctx)
+	k, err := r.CreateNextKey(ctx, custodyTimeFromPB(req.GetAt()))
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -128,7 +128,7 @@ func (s *custodyServer) ActivateKey(ctx context.Context, req *custodyv1.Activate
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := r.ActivateKey(ctx, req.GetKid()); err != nil {
+	if err := r.ActivateKey(ctx, req.GetKid(), custodyTimeFromPB(req.GetAt())); err != nil {
 		return nil, toStatus(err)
 	}
 	return &custodyv1.ActivateKeyResponse{}, nil
@@ -139,7 +139,7 @@ func (s *custodyServer) RetireKey(ctx context.Context, req *custodyv1.RetireKeyR
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := r.RetireKey(ctx, req.GetKid()); err != nil {
+	if err := r.RetireKey(ctx, req.GetKid(), custodyTimeFromPB(req.GetAt())); err != nil {
 		return nil, toStatus(err)
 	}
 	return &custodyv1.RetireKeyResponse{}, nil

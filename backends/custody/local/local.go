@@ -390,7 +390,7 @@ func (c *Custodian) create(path string, krKey cipher.AEAD) error {
 		return err
 	}
 	c.path, c.krKey, c.check = path, krKey, base64.StdEncoding.EncodeToString(check)
-	k, err := c.newKey(custody.StateActive)
+	k, err := c.newKey(custody.StateActive, stamp(time.Time{}))
 	if err != nil {
 		return err
 	}
@@ -402,12 +402,11 @@ func (c *Custodian) create(path string, krKey cipher.AEAD) error {
 }
 
 // newKey generates a key in state st, its seed sealed under the keyring key.
-func (c *Custodian) newKey(st custody.KeyState) (*key, error) {
+func (c *Custodian) newKey(st custody.KeyState, now time.Time) (*key, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("local custody: generate key: %w: %w", sdk.ErrInternal, err)
 	}
-	now := time.Now().UTC().Truncate(time.Second)
 	k := &key{
 		pub: custody.PublicKey{
 			KID: custody.Thumbprint(pub), Alg: "EdDSA", Key: pub,
@@ -578,7 +577,7 @@ func (c *Custodian) Info(ctx context.Context) (custody.Info, error) {
 }
 
 // CreateNextKey implements custody.Rotator.
-func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+func (c *Custodian) CreateNextKey(ctx context.Context, at time.Time) (custody.PublicKey, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
@@ -589,7 +588,7 @@ func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error
 			return custody.PublicKey{}, fmt.Errorf("local custody: create next key: %s is the next key already: %w", k.pub.KID, sdk.ErrPrecondition)
 		}
 	}
-	k, err := c.newKey(custody.StateNext)
+	k, err := c.newKey(custody.StateNext, stamp(at))
 	if err != nil {
 		return custody.PublicKey{}, err
 	}
@@ -603,8 +602,8 @@ func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error
 }
 
 // ActivateKey implements custody.Rotator.
-func (c *Custodian) ActivateKey(ctx context.Context, kid string) error {
-	return c.transition(kid, "activate", func(keys []*key, i int, now time.Time) error {
+func (c *Custodian) ActivateKey(ctx context.Context, kid string, at time.Time) error {
+	return c.transition(kid, at, "activate", func(keys []*key, i int, now time.Time) error {
 		if keys[i].pub.State != custody.StateNext {
 			return fmt.Errorf("local custody: activate key %s: it is %s, not next: %w", kid, keys[i].pub.State, sdk.ErrPrecondition)
 		}
@@ -620,8 +619,8 @@ func (c *Custodian) ActivateKey(ctx context.Context, kid string) error {
 
 // RetireKey implements custody.Rotator. The retired key's private half is
 // dropped from the keyring: it never signs again.
-func (c *Custodian) RetireKey(ctx context.Context, kid string) error {
-	return c.transition(kid, "retire", func(keys []*key, i int, now time.Time) error {
+func (c *Custodian) RetireKey(ctx context.Context, kid string, at time.Time) error {
+	return c.transition(kid, at, "retire", func(keys []*key, i int, now time.Time) error {
 		switch keys[i].pub.State {
 		case custody.StateRetired:
 			return errNoChange
@@ -637,27 +636,36 @@ func (c *Custodian) RetireKey(ctx context.Context, kid string) error {
 
 var errNoChange = errors.New("no change")
 
+// stamp is the time a state change is recorded at: the caller's, or now
+// when it gave none; whole seconds, UTC.
+func stamp(at time.Time) time.Time {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return at.UTC().Truncate(time.Second)
+}
+
 // transition applies change to a copy of the keyring and saves it; the
 // in-memory keys change only when the keyring on disk did.
-func (c *Custodian) transition(kid, op string, change func(keys []*key, i int, now time.Time) error) error {
+func (c *Custodian) transition(kid string, at time.Time, op string, change func(keys []*key, i int, now time.Time) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return errClosed
 	}
 	keys := make([]*key, len(c.keys))
-	at := -1
+	idx := -1
 	for i, k := range c.keys {
 		cp := *k
 		keys[i] = &cp
 		if k.pub.KID == kid {
-			at = i
+			idx = i
 		}
 	}
-	if at < 0 {
+	if idx < 0 {
 		return fmt.Errorf("local custody: %s key %q: %w", op, kid, sdk.ErrNotFound)
 	}
-	if err := change(keys, at, time.Now().UTC()); err != nil {
+	if err := change(keys, idx, stamp(at)); err != nil {
 		if errors.Is(err, errNoChange) {
 			return nil
 		}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
@@ -400,14 +401,14 @@ func TestRotationPersists(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := k1[0]
-	next, err := r.CreateNextKey(ctx)
+	next, err := r.CreateNextKey(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.ActivateKey(ctx, next.KID); err != nil {
+	if err := r.ActivateKey(ctx, next.KID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	n2, err := r.CreateNextKey(ctx)
+	n2, err := r.CreateNextKey(ctx, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -430,7 +431,7 @@ func TestRotationPersists(t *testing.T) {
 			t.Fatalf("reopened key %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if err := c2.(custody.Rotator).RetireKey(ctx, old.KID); err != nil {
+	if err := c2.(custody.Rotator).RetireKey(ctx, old.KID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	closeC(t, c2)

@@ -466,7 +466,7 @@ func (c *Custodian) initTokenLocked(sh pkcs11.SessionHandle) error {
 	if err != nil {
 		return fmt.Errorf("pkcs11: generate the AES sealing key: %w", unavailable(err))
 	}
-	k, err := c.generateKey(sh, custody.StateActive)
+	k, err := c.generateKey(sh, custody.StateActive, stamp(time.Time{}))
 	if err != nil {
 		return err
 	}
@@ -488,7 +488,7 @@ func docOf(keys []*key) stateDoc {
 
 // generateKey makes an Ed25519 key pair inside the token. The private
 // half is sensitive and not extractable: it can sign, nothing else.
-func (c *Custodian) generateKey(sh pkcs11.SessionHandle, state custody.KeyState) (*key, error) {
+func (c *Custodian) generateKey(sh pkcs11.SessionHandle, state custody.KeyState, now time.Time) (*key, error) {
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return nil, fmt.Errorf("pkcs11: key id: %w", sdk.ErrInternal)
@@ -522,7 +522,6 @@ func (c *Custodian) generateKey(sh pkcs11.SessionHandle, state custody.KeyState)
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC().Truncate(time.Second)
 	k := &key{id: id, pub: pub, kid: custody.Thumbprint(pub), state: state, created: now, since: now, priv: privH}
 	c.log.Info("pkcs11 signing key generated in the token", "kid", k.kid, "state", string(state))
 	return k, nil
@@ -672,7 +671,7 @@ func (c *Custodian) saveLocked(sh pkcs11.SessionHandle, keys []*key) error {
 
 // CreateNextKey generates a new Ed25519 key pair in the token, in state
 // next.
-func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error) {
+func (c *Custodian) CreateNextKey(ctx context.Context, at time.Time) (custody.PublicKey, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sh, err := c.writable()
@@ -684,7 +683,7 @@ func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error
 			return custody.PublicKey{}, fmt.Errorf("pkcs11: create next key: %s is the next key already: %w", k.kid, sdk.ErrPrecondition)
 		}
 	}
-	k, err := c.generateKey(sh, custody.StateNext)
+	k, err := c.generateKey(sh, custody.StateNext, stamp(at))
 	if err != nil {
 		return custody.PublicKey{}, err
 	}
@@ -695,7 +694,7 @@ func (c *Custodian) CreateNextKey(ctx context.Context) (custody.PublicKey, error
 }
 
 // transition changes key states in a copy and saves it.
-func (c *Custodian) transition(kid, op string, change func(keys []*key, i int, now time.Time) (bool, error)) (*key, error) {
+func (c *Custodian) transition(kid string, at time.Time, op string, change func(keys []*key, i int, now time.Time) (bool, error)) (*key, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sh, err := c.writable()
@@ -703,18 +702,18 @@ func (c *Custodian) transition(kid, op string, change func(keys []*key, i int, n
 		return nil, err
 	}
 	keys := make([]*key, len(c.keys))
-	at := -1
+	idx := -1
 	for i, k := range c.keys {
 		cp := *k
 		keys[i] = &cp
 		if k.kid == kid {
-			at = i
+			idx = i
 		}
 	}
-	if at < 0 {
+	if idx < 0 {
 		return nil, fmt.Errorf("pkcs11: %s key %q: %w", op, kid, sdk.ErrNotFound)
 	}
-	changed, err := change(keys, at, time.Now().UTC())
+	changed, err := change(keys, idx, stamp(at))
 	if err != nil || !changed {
 		return nil, err
 	}
@@ -722,12 +721,21 @@ func (c *Custodian) transition(kid, op string, change func(keys []*key, i int, n
 		return nil, err
 	}
 	c.log.Info("pkcs11 key state changed", "op", op, "kid", kid)
-	return keys[at], nil
+	return keys[idx], nil
+}
+
+// stamp is the time a state change is recorded at: the caller's, or now
+// when it gave none; whole seconds, UTC.
+func stamp(at time.Time) time.Time {
+	if at.IsZero() {
+		at = time.Now()
+	}
+	return at.UTC().Truncate(time.Second)
 }
 
 // ActivateKey makes the next key active and the active one retiring.
-func (c *Custodian) ActivateKey(ctx context.Context, kid string) error {
-	_, err := c.transition(kid, "activate", func(keys []*key, i int, now time.Time) (bool, error) {
+func (c *Custodian) ActivateKey(ctx context.Context, kid string, at time.Time) error {
+	_, err := c.transition(kid, at, "activate", func(keys []*key, i int, now time.Time) (bool, error) {
 		if keys[i].state != custody.StateNext {
 			return false, fmt.Errorf("pkcs11: activate key %s: it is %s, not next: %w", kid, keys[i].state, sdk.ErrPrecondition)
 		}
@@ -744,8 +752,8 @@ func (c *Custodian) ActivateKey(ctx context.Context, kid string) error {
 
 // RetireKey retires a retiring key and destroys its private half in the
 // token: it can never sign again.
-func (c *Custodian) RetireKey(ctx context.Context, kid string) error {
-	k, err := c.transition(kid, "retire", func(keys []*key, i int, now time.Time) (bool, error) {
+func (c *Custodian) RetireKey(ctx context.Context, kid string, at time.Time) error {
+	k, err := c.transition(kid, at, "retire", func(keys []*key, i int, now time.Time) (bool, error) {
 		switch keys[i].state {
 		case custody.StateRetired:
 			return false, nil

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/pkcs11"
 
@@ -383,11 +384,11 @@ func TestRotationInToken(t *testing.T) {
 	uri := env.URI(obj)
 	c, _ := open(t, uri)
 	old := activeKey(t, c)
-	next, err := c.CreateNextKey(t.Context())
+	next, err := c.CreateNextKey(t.Context(), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ActivateKey(t.Context(), next.KID); err != nil {
+	if err := c.ActivateKey(t.Context(), next.KID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	reopened, _ := open(t, uri)
@@ -402,7 +403,7 @@ func TestRotationInToken(t *testing.T) {
 	if states[next.KID] != custody.StateActive || states[old.KID] != custody.StateRetiring || len(states) != 2 {
 		t.Fatalf("reopened states = %v, want %s active and %s retiring", states, next.KID, old.KID)
 	}
-	if err := c.RetireKey(t.Context(), old.KID); err != nil {
+	if err := c.RetireKey(t.Context(), old.KID, time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	p, sh, _ := token(t)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/custody"
@@ -322,7 +323,7 @@ func rotator(t *testing.T, c custody.Custodian) (custody.Rotator, bool) {
 	}
 	if !info.Rotation {
 		if ok {
-			if _, err := r.CreateNextKey(t.Context()); !errors.Is(err, sdk.ErrNotImplemented) {
+			if _, err := r.CreateNextKey(t.Context(), time.Now()); !errors.Is(err, sdk.ErrNotImplemented) {
 				t.Fatalf("CreateNextKey on a custodian without rotation = %v, want ErrNotImplemented", err)
 			}
 		}
@@ -353,9 +354,13 @@ func testRotation(t *testing.T, c custody.Custodian) {
 	old := active(t, c)
 	sealed := seal(t, c, "sealed before rotation", "aad")
 
-	next, err := r.CreateNextKey(t.Context())
+	at := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	next, err := r.CreateNextKey(t.Context(), at)
 	if err != nil {
 		t.Fatalf("CreateNextKey: %v", err)
+	}
+	if !next.StateSince.Equal(at) {
+		t.Fatalf("next key StateSince = %v, want the time given, %v", next.StateSince, at)
 	}
 	if next.State != custody.StateNext || next.KID != custody.Thumbprint(next.Key) || next.StateSince.IsZero() {
 		t.Fatalf("CreateNextKey = %+v, want a next key with its thumbprint as kid and StateSince", next)
@@ -367,7 +372,7 @@ func testRotation(t *testing.T, c custody.Custodian) {
 		t.Fatal("creating a next key changed the active key")
 	}
 
-	if err := r.ActivateKey(t.Context(), next.KID); err != nil {
+	if err := r.ActivateKey(t.Context(), next.KID, time.Now()); err != nil {
 		t.Fatalf("ActivateKey: %v", err)
 	}
 	if a := active(t, c); a.KID != next.KID {
@@ -382,7 +387,7 @@ func testRotation(t *testing.T, c custody.Custodian) {
 		t.Fatalf("Sign with the new active key: %v", err)
 	}
 
-	if err := r.RetireKey(t.Context(), old.KID); err != nil {
+	if err := r.RetireKey(t.Context(), old.KID, time.Now()); err != nil {
 		t.Fatalf("RetireKey: %v", err)
 	}
 	if _, ok := keyByKID(t, c, old.KID); ok {
@@ -391,7 +396,7 @@ func testRotation(t *testing.T, c custody.Custodian) {
 	if _, err := c.Sign(t.Context(), old.KID, []byte("m")); !errors.Is(err, sdk.ErrNotFound) {
 		t.Fatalf("Sign with a retired key = %v, want ErrNotFound", err)
 	}
-	if err := r.RetireKey(t.Context(), old.KID); err != nil {
+	if err := r.RetireKey(t.Context(), old.KID, time.Now()); err != nil {
 		t.Fatalf("RetireKey twice = %v, want nil (no-op)", err)
 	}
 	// Secrets sealed before a rotation still open: sealing does not rotate
@@ -400,11 +405,11 @@ func testRotation(t *testing.T, c custody.Custodian) {
 		t.Fatalf("Decrypt after rotation = %q, %v", pt, err)
 	}
 	// A second cycle works too.
-	n2, err := r.CreateNextKey(t.Context())
+	n2, err := r.CreateNextKey(t.Context(), time.Now())
 	if err != nil {
 		t.Fatalf("second CreateNextKey: %v", err)
 	}
-	if err := r.ActivateKey(t.Context(), n2.KID); err != nil {
+	if err := r.ActivateKey(t.Context(), n2.KID, time.Now()); err != nil {
 		t.Fatalf("second ActivateKey: %v", err)
 	}
 	if a := active(t, c); a.KID != n2.KID {
@@ -424,12 +429,12 @@ func testRotationRefusals(t *testing.T, c custody.Custodian) {
 		op      func() error
 		wantErr error
 	}{
-		{"activate unknown", func() error { return r.ActivateKey(t.Context(), unknown) }, sdk.ErrNotFound},
-		{"retire unknown", func() error { return r.RetireKey(t.Context(), unknown) }, sdk.ErrNotFound},
-		{"activate the active key", func() error { return r.ActivateKey(t.Context(), act.KID) }, sdk.ErrPrecondition},
-		{"retire the active key", func() error { return r.RetireKey(t.Context(), act.KID) }, sdk.ErrPrecondition},
-		{"first next key", func() error { _, err := r.CreateNextKey(t.Context()); return err }, nil},
-		{"second next key", func() error { _, err := r.CreateNextKey(t.Context()); return err }, sdk.ErrPrecondition},
+		{"activate unknown", func() error { return r.ActivateKey(t.Context(), unknown, time.Now()) }, sdk.ErrNotFound},
+		{"retire unknown", func() error { return r.RetireKey(t.Context(), unknown, time.Now()) }, sdk.ErrNotFound},
+		{"activate the active key", func() error { return r.ActivateKey(t.Context(), act.KID, time.Now()) }, sdk.ErrPrecondition},
+		{"retire the active key", func() error { return r.RetireKey(t.Context(), act.KID, time.Now()) }, sdk.ErrPrecondition},
+		{"first next key", func() error { _, err := r.CreateNextKey(t.Context(), time.Now()); return err }, nil},
+		{"second next key", func() error { _, err := r.CreateNextKey(t.Context(), time.Now()); return err }, sdk.ErrPrecondition},
 	}
 	for _, tt := range tests {
 		if err := tt.op(); !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
@@ -442,7 +447,7 @@ func testRotationRefusals(t *testing.T, c custody.Custodian) {
 	}
 	for _, k := range keys {
 		if k.State == custody.StateNext {
-			if err := r.RetireKey(t.Context(), k.KID); !errors.Is(err, sdk.ErrPrecondition) {
+			if err := r.RetireKey(t.Context(), k.KID, time.Now()); !errors.Is(err, sdk.ErrPrecondition) {
 				t.Errorf("retire the next key = %v, want ErrPrecondition", err)
 			}
 		}

@@ -778,6 +778,7 @@ func (*CloseResponse) Descriptor() ([]byte, []int) {
 
 type CreateNextKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	At            *Timestamp             `protobuf:"bytes,1,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -810,6 +811,13 @@ func (x *CreateNextKeyRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use CreateNextKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateNextKeyRequest) Descriptor() ([]byte, []int) {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateNextKeyRequest) GetAt() *Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 type CreateNextKeyResponse struct {
@@ -859,6 +867,7 @@ func (x *CreateNextKeyResponse) GetKey() *PublicKey {
 type ActivateKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	At            *Timestamp             `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -900,6 +909,13 @@ func (x *ActivateKeyRequest) GetKid() string {
 	return ""
 }
 
+func (x *ActivateKeyRequest) GetAt() *Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
 type ActivateKeyResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -939,6 +955,7 @@ func (*ActivateKeyResponse) Descriptor() ([]byte, []int) {
 type RetireKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	At            *Timestamp             `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -978,6 +995,13 @@ func (x *RetireKeyRequest) GetKid() string {
 		return x.Kid
 	}
 	return ""
+}
+
+func (x *RetireKeyRequest) GetAt() *Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
 }
 
 type RetireKeyResponse struct {
@@ -1059,15 +1083,18 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\x0fDecryptResponse\x12\x1c\n" +
 	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\x0e\n" +
 	"\fCloseRequest\"\x0f\n" +
-	"\rCloseResponse\"\x16\n" +
-	"\x14CreateNextKeyRequest\"M\n" +
+	"\rCloseResponse\"J\n" +
+	"\x14CreateNextKeyRequest\x122\n" +
+	"\x02at\x18\x01 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\x02at\"M\n" +
 	"\x15CreateNextKeyResponse\x124\n" +
-	"\x03key\x18\x01 \x01(\v2\".mcias.plugin.custody.v1.PublicKeyR\x03key\"&\n" +
+	"\x03key\x18\x01 \x01(\v2\".mcias.plugin.custody.v1.PublicKeyR\x03key\"Z\n" +
 	"\x12ActivateKeyRequest\x12\x10\n" +
-	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x15\n" +
-	"\x13ActivateKeyResponse\"$\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x122\n" +
+	"\x02at\x18\x02 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\x02at\"\x15\n" +
+	"\x13ActivateKeyResponse\"X\n" +
 	"\x10RetireKeyRequest\x12\x10\n" +
-	"\x03kid\x18\x01 \x01(\tR\x03kid\"\x13\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x122\n" +
+	"\x02at\x18\x02 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\x02at\"\x13\n" +
 	"\x11RetireKeyResponse2\xc3\a\n" +
 	"\tCustodian\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.custody.v1.OpenRequest\x1a%.mcias.plugin.custody.v1.OpenResponse\x12S\n" +
@@ -1123,32 +1150,35 @@ var file_mcias_plugin_custody_v1_custody_proto_depIdxs = []int32{
 	0,  // 0: mcias.plugin.custody.v1.PublicKey.created_at:type_name -> mcias.plugin.custody.v1.Timestamp
 	0,  // 1: mcias.plugin.custody.v1.PublicKey.state_since:type_name -> mcias.plugin.custody.v1.Timestamp
 	5,  // 2: mcias.plugin.custody.v1.PublicKeysResponse.keys:type_name -> mcias.plugin.custody.v1.PublicKey
-	5,  // 3: mcias.plugin.custody.v1.CreateNextKeyResponse.key:type_name -> mcias.plugin.custody.v1.PublicKey
-	1,  // 4: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
-	3,  // 5: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
-	6,  // 6: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
-	8,  // 7: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
-	10, // 8: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
-	12, // 9: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
-	14, // 10: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
-	16, // 11: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
-	18, // 12: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
-	20, // 13: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
-	2,  // 14: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
-	4,  // 15: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
-	7,  // 16: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
-	9,  // 17: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
-	11, // 18: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
-	13, // 19: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
-	15, // 20: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
-	17, // 21: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
-	19, // 22: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
-	21, // 23: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
-	14, // [14:24] is the sub-list for method output_type
-	4,  // [4:14] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	0,  // 3: mcias.plugin.custody.v1.CreateNextKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
+	5,  // 4: mcias.plugin.custody.v1.CreateNextKeyResponse.key:type_name -> mcias.plugin.custody.v1.PublicKey
+	0,  // 5: mcias.plugin.custody.v1.ActivateKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
+	0,  // 6: mcias.plugin.custody.v1.RetireKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
+	1,  // 7: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
+	3,  // 8: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
+	6,  // 9: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
+	8,  // 10: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
+	10, // 11: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
+	12, // 12: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
+	14, // 13: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
+	16, // 14: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
+	18, // 15: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
+	20, // 16: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
+	2,  // 17: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
+	4,  // 18: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
+	7,  // 19: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
+	9,  // 20: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
+	11, // 21: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
+	13, // 22: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
+	15, // 23: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
+	17, // 24: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
+	19, // 25: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
+	21, // 26: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
+	17, // [17:27] is the sub-list for method output_type
+	7,  // [7:17] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_mcias_plugin_custody_v1_custody_proto_init() }
