@@ -498,3 +498,39 @@ func (s *Server) listAudit(c *gin.Context) {
 	}
 	c.JSON(http.StatusOK, body)
 }
+
+type rotateRequest struct {
+	Emergency bool `json:"emergency"`
+}
+
+type keyStateView struct {
+	Kid        string    `json:"kid"`
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at"`
+	StateSince time.Time `json:"state_since"`
+}
+
+func (s *Server) rotateKeys(c *gin.Context) {
+	var req rotateRequest
+	if !decodeJSON(c, &req) {
+		return
+	}
+	res, err := s.svc.RotateKeys(c.Request.Context(), caller(c), req.Emergency)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	keys := make([]keyStateView, 0, len(res.Keys))
+	for _, k := range res.Keys {
+		since := k.StateSince
+		if since.IsZero() {
+			since = k.CreatedAt
+		}
+		keys = append(keys, keyStateView{Kid: k.KID, State: string(k.State), CreatedAt: k.CreatedAt.UTC(), StateSince: since.UTC()})
+	}
+	out := gin.H{"keys": keys, "revoked_tokens": res.Revoked}
+	if !res.ActivatesAt.IsZero() {
+		out["activates_at"] = res.ActivatesAt.UTC()
+	}
+	c.JSON(http.StatusOK, out)
+}

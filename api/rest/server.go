@@ -95,6 +95,7 @@ func New(svc *core.Service, cfg Config) (*Server, error) {
 	admin.GET("/accounts/:id/pgcreds", s.getPGCreds)
 	admin.PUT("/accounts/:id/pgcreds", s.setPGCreds)
 	admin.GET("/audit", s.listAudit)
+	admin.POST("/keys/rotate", s.rotateKeys)
 	return s, nil
 }
 

@@ -88,6 +88,7 @@ func commands() []command {
 	all = append(all, authCommands...)
 	all = append(all, accountCommands...)
 	all = append(all, tokenCommands...)
+	all = append(all, keyCommands...)
 	all = append(all, miscCommands...)
 	return all
 }

@@ -124,7 +124,7 @@ func TestCommandTable(t *testing.T) {
 		"auth login", "auth logout", "auth renew", "auth me", "auth password", "auth totp-enroll", "auth totp-confirm",
 		"account list", "account create", "account get", "account update", "account delete", "account set-password", "account remove-totp",
 		"role get", "role set", "pgcreds get", "pgcreds set",
-		"token issue", "token revoke", "token validate",
+		"token issue", "token revoke", "token validate", "key rotate",
 		"audit list", "health", "ready", "jwks", "pubkey",
 	}
 	var got []string

@@ -28,6 +28,7 @@ type Config struct {
 	Custody  BackendConfig  `toml:"custody"`
 	Audit    AuditConfig    `toml:"audit"`
 	Tokens   TokensConfig   `toml:"tokens"`
+	Keys     KeysConfig     `toml:"keys"`
 	Password PasswordConfig `toml:"password"`
 	Login    LoginConfig    `toml:"login"`
 	Log      LogConfig      `toml:"log"`
@@ -93,6 +94,13 @@ type TokensConfig struct {
 	Leeway        Duration `toml:"leeway"`
 }
 
+// KeysConfig is signing-key rotation (with a custodian that rotates).
+type KeysConfig struct {
+	RotateEvery  Duration `toml:"rotate_every"`  // 0: on demand only
+	PublishAhead Duration `toml:"publish_ahead"` // next key published this long before it signs
+	RetireAfter  Duration `toml:"retire_after"`  // 0: the longest token life plus leeway
+}
+
 type PasswordConfig struct {
 	Argon2Time          uint32 `toml:"argon2_time"`
 	Argon2MemoryKiB     uint32 `toml:"argon2_memory_kib"`
@@ -145,6 +153,7 @@ func defaultConfig() Config {
 			MaxServiceTTL: Duration{90 * 24 * time.Hour},
 			Leeway:        Duration{30 * time.Second},
 		},
+		Keys: KeysConfig{PublishAhead: Duration{2 * time.Minute}},
 		Password: PasswordConfig{
 			Argon2Time:      p.Time,
 			Argon2MemoryKiB: p.MemoryKiB,
@@ -242,6 +251,16 @@ func (c *Config) validate(known knownSchemes) error {
 	}
 	if c.Tokens.Leeway.Duration < 0 || c.Tokens.Leeway.Duration > 5*time.Minute {
 		add("tokens.leeway must be between 0s and 5m")
+	}
+	longest := max(c.Tokens.TTL.Duration, c.Tokens.MaxServiceTTL.Duration) + c.Tokens.Leeway.Duration
+	if r := c.Keys.RetireAfter.Duration; r != 0 && r < longest {
+		add("keys.retire_after %s would drop a signing key before the tokens it signed expire; it must be at least max(tokens.ttl, tokens.max_service_ttl) + tokens.leeway = %s (or 0 for exactly that)", r, longest)
+	}
+	if c.Keys.PublishAhead.Duration < 0 {
+		add("keys.publish_ahead must not be negative")
+	}
+	if e := c.Keys.RotateEvery.Duration; e < 0 || (e > 0 && e <= c.Keys.PublishAhead.Duration) {
+		add("keys.rotate_every must be 0 (on demand only) or longer than keys.publish_ahead")
 	}
 	if err := c.passwordParams().Validate(); err != nil {
 		errs = append(errs, err) // already names the section and the minimums

@@ -140,6 +140,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		Password:            cfg.passwordParams(),
 		MaxConcurrentHashes: cfg.Password.MaxConcurrentHashes,
 		MinPasswordLength:   cfg.Password.MinLength,
+		RotateEvery:         cfg.Keys.RotateEvery.Duration,
+		PublishAhead:        cfg.Keys.PublishAhead.Duration,
+		RetireAfter:         cfg.Keys.RetireAfter.Duration,
 	}, core.Deps{Store: store, Custodian: custodian, Sinks: sinks, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
