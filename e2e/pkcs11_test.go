@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // softHSM sets up a SoftHSM2 token in a temporary directory (its own
@@ -101,7 +102,9 @@ func getJSON(t *testing.T, c *http.Client, url, token string) (int, map[string]a
 // entry as examples/pkcs11/README.md says: the README quick start works,
 // a Postgres password is sealed and opened by the token, a restart signs
 // with the same in-token key, no local keyring is ever written, and a
-// token issued through the HSM verifies with PyJWT from the JWKS alone.
+// token issued through the HSM verifies with PyJWT from the JWKS alone,
+// before and after a rotation (mciasctl key rotate); after an emergency
+// rotation the tokens of the retired key verify nowhere.
 func TestPKCS11Custody(t *testing.T) {
 	dir := newInstance(t)
 	run := filepath.Join(dir, "run")
@@ -122,6 +125,9 @@ func TestPKCS11Custody(t *testing.T) {
 	uri := fmt.Sprintf("pkcs11:token=mcias;object=mcias?module-path=%s&pin-source=file:%s", module, pinFile)
 	cfg = strings.Replace(cfg, old, fmt.Sprintf("uri = \"plugin:pkcs11\"\nconfig = %q", uri), 1)
 	cfg += fmt.Sprintf("\n[[plugins.catalog]]\nname = \"pkcs11\"\npath = %q\nsha256 = %q\nenv = [\"SOFTHSM2_CONF\"]\n", bin, sum)
+	// A short lead so the test sees a rotation complete; production keeps
+	// the default (2m) or more.
+	cfg += "\n[keys]\npublish_ahead = \"2s\"\n"
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +180,68 @@ func TestPKCS11Custody(t *testing.T) {
 
 	// The token verifies offline with a third-party library from the JWKS
 	// alone, with the key the server lists as current.
-	kid := pyJWT(t, base, filepath.Join(run, "tls", "ca.pem"), issuer, alice)
+	ca := filepath.Join(run, "tls", "ca.pem")
+	kid := pyJWT(t, base, ca, issuer, alice)
 	if _, pub := getJSON(t, c, base+"/v1/keys/public", ""); pub["kid"] != kid {
 		t.Fatalf("PyJWT verified with kid %s, the current key is %v", kid, pub["kid"])
 	}
 	if _, err := os.Stat(filepath.Join(run, "keys", "keyring.json")); !os.IsNotExist(err) {
 		t.Fatalf("a local keyring exists (%v): custody was not the HSM", err)
+	}
+
+	// Rotation with the keys in the HSM, driven by mciasctl. A normal
+	// rotation publishes the next key first; once it signs, the old
+	// token still verifies offline (its key is retiring, still in the
+	// JWKS) and so does a new one, with the new key.
+	ctl := func(args ...string) string {
+		t.Helper()
+		out, err := runIn(dir, []string{"MCIAS_SERVER=" + base, "MCIAS_TOKEN=" + admin, "MCIAS_CA=run/tls/ca.pem"}, "", "bin/mciasctl", args...)
+		if err != nil {
+			t.Fatalf("mciasctl %v: %v\n%s\nserver log:\n%s", args, err, out, s.log.String())
+		}
+		return out
+	}
+	out := ctl("key", "rotate")
+	if !strings.Contains(out, "next") || !strings.Contains(out, "signs from") {
+		t.Fatalf("mciasctl key rotate:\n%s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, pub := getJSON(t, c, base+"/v1/keys/public", ""); pub["kid"] != kid {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the next key never became active\n%s", s.log.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if got := pyJWT(t, base, ca, issuer, alice); got != kid {
+		t.Fatalf("PyJWT verified alice's old token with %s, want the retiring key %s", got, kid)
+	}
+	st, body = post(t, c, base+"/v1/auth/login", "", `{"username":"alice","password":"alice-long-password"}`)
+	alice2, _ := body["token"].(string)
+	if st != 200 {
+		t.Fatalf("login after rotation: %d %v", st, body)
+	}
+	newKID := pyJWT(t, base, ca, issuer, alice2)
+	if newKID == kid {
+		t.Fatal("a token issued after the rotation is signed by the old key")
+	}
+
+	// An emergency rotation retires the new key at once: its tokens no
+	// longer verify offline (the key left the JWKS) nor online.
+	out = ctl("key", "rotate", "-emergency")
+	if !strings.Contains(out, "revoked tokens:") {
+		t.Fatalf("mciasctl key rotate -emergency:\n%s", out)
+	}
+	py, _ := filepath.Abs("../.tools/venv/bin/python")
+	cmd := exec.Command(py, "testdata/verify_jwt.py", base+"/.well-known/jwks.json", ca, issuer)
+	cmd.Stdin = strings.NewReader(alice2)
+	if pout, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(pout), "is not in the JWKS") {
+		t.Fatalf("PyJWT after the emergency rotation: %v\n%s", err, pout)
+	}
+	if st, body := post(t, c, base+"/v1/token/validate", "", fmt.Sprintf(`{"token":%q}`, alice2)); st != 200 || body["valid"] != false {
+		t.Fatalf("validate after the emergency rotation: %d %v", st, body)
 	}
 	if strings.Contains(s.log.String(), "e2e-hsm-user-pin") {
 		t.Fatal("the HSM PIN reached the server log")
