@@ -71,6 +71,10 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"case=bad log level", validTOML + "\n[log]\nlevel = \"loud\"\n", []string{"log.level"}},
 		{"case=zero login rate", validTOML + "\n[login]\nrate_per_minute = 0.0\n", []string{"login.rate_per_minute"}},
 		{"case=short min length", validTOML + "\n[password]\nmin_length = 4\n", []string{"password.min_length"}},
+		{"case=retire_after drops keys early", validTOML + "\n[keys]\nretire_after = \"24h\"\n",
+			[]string{"keys.retire_after 24h0m0s would drop a signing key before the tokens it signed expire", "2160h0m30s"}},
+		{"case=rotate_every within publish_ahead", validTOML + "\n[keys]\nrotate_every = \"1m\"\npublish_ahead = \"5m\"\n", []string{"keys.rotate_every"}},
+		{"case=negative publish_ahead", validTOML + "\n[keys]\npublish_ahead = \"-1s\"\n", []string{"keys.publish_ahead"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
