@@ -205,6 +205,17 @@ func runQuickStart(t *testing.T, dir string) {
 			t.Errorf("quick start output lacks %q:\n%s", want, out)
 		}
 	}
+	// Each JSON reply (curl) is a line of its own, not glued to the next
+	// output or the prompt.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "{") && (!strings.HasSuffix(line, "}") || strings.Contains(line, "}{")) {
+			t.Errorf("a JSON reply runs into other output: %q", line)
+		}
+	}
+	// Tokens never appear as command arguments (ps shows those).
+	if m := regexp.MustCompile(`(?m)^[^#\n]*mciasctl[^|\n]*\$ALICE.*$`).FindString(script); m != "" {
+		t.Errorf("the quick start passes a token as an argument: %s", m)
+	}
 	if strings.Contains(s.log.String(), adminPassword) || strings.Contains(s.log.String(), "alice-long-password") {
 		t.Error("a password reached the server log")
 	}
