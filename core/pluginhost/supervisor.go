@@ -78,7 +78,8 @@ func (s *supervisor[T]) launch(ctx context.Context) error {
 	}
 	defer release()
 	cmd.Env = passEnv(s.p.Env)
-	cfg := sdkplugin.ClientConfig(s.ops.kind, s.p.Name, cmd, s.log)
+	// ClientConfig tags the records with plugin=NAME itself.
+	cfg := sdkplugin.ClientConfig(s.ops.kind, s.p.Name, cmd, s.host.log.With("kind", string(s.ops.kind)))
 	cfg.SkipHostEnv = true
 	cfg.StartTimeout = s.host.opts.StartTimeout
 	client := goplugin.NewClient(cfg)
