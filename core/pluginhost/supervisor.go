@@ -209,6 +209,11 @@ func (s *supervisor[T]) watch() string {
 		failures++
 		s.log.Warn("plugin health check failed", "err", err, "failures", failures)
 		if failures >= s.host.opts.FailThreshold {
+			// Calls to a process that just died fail before go-plugin
+			// has reaped it; give that a moment so the reason is right.
+			if exitedWithin(client, s.host.opts.HealthTimeout) {
+				return "exited"
+			}
 			return "unresponsive"
 		}
 	}
@@ -276,4 +281,16 @@ func (s *supervisor[T]) stop(ctx context.Context) {
 		client.Kill()
 	}
 	s.log.Info("plugin stopped")
+}
+
+// exitedWithin reports whether the plugin process exits within d.
+func exitedWithin(c *goplugin.Client, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !c.Exited() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }
