@@ -476,6 +476,11 @@ func (x accounts) UpdateAccount(ctx context.Context, a storage.Account, opts sto
 		n.UpdatedAt = orNow(a.UpdatedAt)
 		n.Version++
 		st.Accounts[n.ID] = n
+		if n.Status == storage.Deleted {
+			// A deleted account keeps its row for the audit history, not
+			// its secrets.
+			delete(st.Creds, n.ID)
+		}
 		if opts.KeepActiveAdmin && !hasActiveAdmin(st) {
 			return fmt.Errorf("%w: no active admin would remain", sdk.ErrPrecondition)
 		}
