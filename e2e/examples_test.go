@@ -18,7 +18,7 @@ import (
 
 // buildExample builds the example plugin module examples/name, as its
 // README says, and returns the binary's path and SHA-256.
-func buildExample(t *testing.T, name string) (string, string) {
+func buildExample(t testing.TB, name string) (string, string) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "mcias-plugin-"+name)
 	cmd := exec.Command("go", "build", "-o", bin, ".")

@@ -17,7 +17,7 @@ import (
 // softhsm2.conf and token directory; never the system's) and returns the
 // value for SOFTHSM2_CONF, the module path and a PIN file. Missing
 // SoftHSM2 fails the test (scripts/test-deps.sh installs it).
-func softHSM(t *testing.T, label string) (conf, module, pinFile string) {
+func softHSM(t testing.TB, label string) (conf, module, pinFile string) {
 	t.Helper()
 	for _, m := range []string{"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so", "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"} {
 		if _, err := os.Stat(m); err == nil {
