@@ -49,6 +49,15 @@ func open(t *testing.T, uri string) (*hsm.Custodian, *plugintest.Log) {
 	return c.(*hsm.Custodian), log
 }
 
+func openB(b *testing.B) (*hsm.Custodian, error) {
+	c, err := hsm.Open(b.Context(), env.URI(softhsmtest.Object()), nil)
+	if err != nil {
+		return nil, err
+	}
+	b.Cleanup(func() { _ = c.Close(b.Context()) })
+	return c.(*hsm.Custodian), nil
+}
+
 func activeKey(t *testing.T, c custody.Custodian) custody.PublicKey {
 	t.Helper()
 	keys, err := c.PublicKeys(t.Context())
