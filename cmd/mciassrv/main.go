@@ -5,6 +5,7 @@
 //	mciassrv init [-dir run] [-listen addr] [-plugins bin/plugins]  lay out a development instance
 //	mciassrv [serve] -config FILE                        run the server
 //	mciassrv check-config -config FILE                   validate a config and exit
+//	mciassrv reseal -from-config OLD -config NEW         move secrets at rest to NEW's custodian
 package main
 
 import (
@@ -82,11 +83,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	case "reseal":
+		return reseal(args, stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: mciassrv init [-dir run] [-listen addr] | mciassrv [serve] -config FILE | mciassrv check-config -config FILE")
+		fmt.Fprintln(stdout, "usage: mciassrv init [-dir run] [-listen addr] | mciassrv [serve] -config FILE | mciassrv check-config -config FILE | mciassrv reseal -from-config OLD -config NEW")
 		return 0
 	default:
-		fmt.Fprintf(stderr, "mciassrv: unknown command %q (init, serve, check-config)\n", cmd)
+		fmt.Fprintf(stderr, "mciassrv: unknown command %q (init, serve, check-config, reseal)\n", cmd)
 		return 2
 	}
 }
