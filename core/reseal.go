@@ -100,3 +100,36 @@ func Reseal(ctx context.Context, store storage.Store, from, to custody.Custodian
 		cursor = next
 	}
 }
+
+// ImportKeys publishes the signing keys of custodian from (active and
+// retiring) in custodian to as retiring, verification-only keys, when to
+// can (custody.KeyImporter): tokens signed before a move between
+// custodians keep verifying until the rotation schedule retires those
+// keys (retire_after from the move), while to signs new tokens with its
+// own key. It returns how many keys to now publishes for from; without
+// the capability it returns ErrNotImplemented and the old tokens end at
+// the switch.
+func ImportKeys(ctx context.Context, from, to custody.Custodian, now func() time.Time) (int, error) {
+	if now == nil {
+		now = time.Now
+	}
+	im, ok := to.(custody.KeyImporter)
+	if !ok {
+		return 0, fmt.Errorf("core: import keys: the new custodian cannot import keys: %w", sdk.ErrNotImplemented)
+	}
+	keys, err := from.PublicKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("core: import keys: old custodian: %w", err)
+	}
+	n := 0
+	for _, k := range keys {
+		if k.State != custody.StateActive && k.State != custody.StateRetiring {
+			continue
+		}
+		if err := im.ImportRetiringKey(ctx, k, now()); err != nil {
+			return n, fmt.Errorf("core: import keys: %s: %w", k.KID, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -84,6 +84,11 @@ func TestReseal(t *testing.T) {
 		t.Fatalf("%d resealed events, want 2", n)
 	}
 
+	// Local custody cannot import keys: the move would cut old tokens.
+	if _, err := core.ImportKeys(ctx, e.cust, to, e.clk.Now); !errors.Is(err, sdk.ErrNotImplemented) {
+		t.Fatalf("ImportKeys into local custody = %v, want ErrNotImplemented", err)
+	}
+
 	// A secret neither custodian opens stops the run with a clear error.
 	third := filepath.Join(t.TempDir(), "third.key")
 	if err := local.GenerateKeyFile(third); err != nil {

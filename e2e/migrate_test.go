@@ -13,8 +13,9 @@ import (
 // PKCS#11 plugin as docs say (README, "Moving to an HSM"): stop the
 // server, write the new [custody], `mciassrv reseal` the secrets at rest,
 // start with the new configuration. Accounts and Postgres passwords come
-// along; tokens are then signed and verified with a key generated in the
-// token, and tokens of the old key are no longer valid.
+// along; new tokens are signed with a key generated in the token, and
+// tokens of the old local key keep verifying (online and with PyJWT from
+// the JWKS) because the move published that key as retiring in the HSM.
 func TestMigrateLocalToPKCS11(t *testing.T) {
 	dir := newInstance(t)
 	run := filepath.Join(dir, "run")
@@ -69,7 +70,7 @@ func TestMigrateLocalToPKCS11(t *testing.T) {
 	}
 
 	out, err := runIn(dir, nil, "", "bin/mciassrv", "reseal", "-from-config", "run/mcias-local.toml", "-config", "run/mcias.toml")
-	if err != nil || !strings.Contains(out, "resealed 0 TOTP secrets and 1 Postgres passwords") {
+	if err != nil || !strings.Contains(out, "resealed 0 TOTP secrets and 1 Postgres passwords") || !strings.Contains(out, "published 1 old signing keys as retiring") {
 		t.Fatalf("mciassrv reseal: %v\n%s", err, out)
 	}
 	if strings.Contains(out, "pg-migrate-secret") {
@@ -85,7 +86,9 @@ func TestMigrateLocalToPKCS11(t *testing.T) {
 	if code, v, err := ready(c, base); err != nil || code != 200 || v.Backends["custody"].Plugin == nil || v.Backends["custody"].Plugin.Name != "pkcs11" {
 		t.Fatalf("ready after migration: %d %v %+v", code, err, v)
 	}
-	if st, v := post(t, c, base+"/v1/token/validate", "", fmt.Sprintf(`{"token":%q}`, oldAdmin)); st != 200 || v["valid"] != false {
+	// The local key is published as retiring: its tokens keep verifying,
+	// online and offline, while the HSM's own key signs new ones.
+	if st, v := post(t, c, base+"/v1/token/validate", "", fmt.Sprintf(`{"token":%q}`, oldAdmin)); st != 200 || v["valid"] != true {
 		t.Fatalf("a token of the local key after migration: %d %v", st, v)
 	}
 	_, body = post(t, c, base+"/v1/auth/login", "", fmt.Sprintf(`{"username":"admin","password":%q}`, adminPassword))
@@ -97,5 +100,12 @@ func TestMigrateLocalToPKCS11(t *testing.T) {
 		t.Fatalf("pgcreds after migration: %d %v", st, pc)
 	}
 	m := strings.SplitN(strings.SplitN(cfg, `issuer = "`, 2)[1], `"`, 2)
-	pyJWT(t, base, filepath.Join(run, "tls", "ca.pem"), m[0], admin)
+	ca := filepath.Join(run, "tls", "ca.pem")
+	oldKID, newKID := pyJWT(t, base, ca, m[0], oldAdmin), pyJWT(t, base, ca, m[0], admin)
+	if oldKID == newKID {
+		t.Fatal("the HSM signs with the old local key")
+	}
+	if _, pub := getJSON(t, c, base+"/v1/keys/public", ""); pub["kid"] != newKID {
+		t.Fatalf("current key %v, want the HSM's %s", pub["kid"], newKID)
+	}
 }

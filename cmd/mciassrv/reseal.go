@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/pluginhost"
+	"github.com/metacircular/mcias/sdk"
 )
 
 // reseal is `mciassrv reseal -from-config OLD -config NEW`: it moves every
@@ -73,5 +75,14 @@ func runReseal(ctx context.Context, oldCfg, newCfg Config, stdout, stderr io.Wri
 		return err
 	}
 	fmt.Fprintf(stdout, "resealed %d TOTP secrets and %d Postgres passwords (%d were already sealed by the new custodian)\n", rep.TOTP, rep.PGCreds, rep.Already)
+	n, err := core.ImportKeys(ctx, from, to, nil)
+	switch {
+	case errors.Is(err, sdk.ErrNotImplemented):
+		fmt.Fprintln(stdout, "the new custodian cannot import the old signing keys: tokens signed before the move will not verify")
+	case err != nil:
+		return err
+	default:
+		fmt.Fprintf(stdout, "published %d old signing keys as retiring in the new custodian: tokens signed before the move verify until keys.retire_after\n", n)
+	}
 	return nil
 }

@@ -99,3 +99,13 @@ func rotator(b custody.Custodian) (custody.Rotator, error) {
 	}
 	return r, nil
 }
+
+func (w *supervisedCustodian) ImportRetiringKey(ctx context.Context, pub custody.PublicKey, at time.Time) error {
+	return call0(w.s, ctx, func(ctx context.Context, b custody.Custodian) error {
+		im, ok := b.(custody.KeyImporter)
+		if !ok {
+			return fmt.Errorf("pluginhost: custodian does not import keys: %w", sdk.ErrNotImplemented)
+		}
+		return im.ImportRetiringKey(ctx, pub, at)
+	})
+}

@@ -95,6 +95,18 @@ type Rotator interface {
 	RetireKey(ctx context.Context, kid string, at time.Time) error
 }
 
+// KeyImporter is the optional capability of custodians that can publish
+// another custodian's public key, for moving a deployment between
+// custodians without invalidating its tokens: the old keys are imported
+// as retiring, verification-only keys, and retire on the usual schedule.
+type KeyImporter interface {
+	// ImportRetiringKey lists pub (its KID the RFC 7638 thumbprint of its
+	// Key) as StateRetiring since at. It can never sign (Sign answers
+	// ErrNotFound). Importing a key that is already listed is a no-op.
+	// ErrInvalidArgument when the key or kid is malformed.
+	ImportRetiringKey(ctx context.Context, pub PublicKey, at time.Time) error
+}
+
 // Factory opens a custodian from its URI (for example
 // "local:///etc/mcias/keys?key_file=/etc/mcias/master.key").
 type Factory func(ctx context.Context, uri string, logger *slog.Logger) (Custodian, error)

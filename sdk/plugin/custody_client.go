@@ -15,8 +15,9 @@ type custodyClient struct {
 }
 
 var (
-	_ custody.Custodian = (*custodyClient)(nil)
-	_ custody.Rotator   = (*custodyClient)(nil)
+	_ custody.Custodian   = (*custodyClient)(nil)
+	_ custody.Rotator     = (*custodyClient)(nil)
+	_ custody.KeyImporter = (*custodyClient)(nil)
 )
 
 func (c *custodyClient) open(ctx context.Context, uri string) error {
@@ -95,4 +96,9 @@ func (c *custodyClient) ActivateKey(ctx context.Context, kid string, at time.Tim
 func (c *custodyClient) RetireKey(ctx context.Context, kid string, at time.Time) error {
 	_, err := c.c.RetireKey(ctx, &custodyv1.RetireKeyRequest{Kid: kid, At: custodyTimeToPB(at)})
 	return fromStatus("custody plugin: retire key", err)
+}
+
+func (c *custodyClient) ImportRetiringKey(ctx context.Context, pub custody.PublicKey, at time.Time) error {
+	_, err := c.c.ImportRetiringKey(ctx, &custodyv1.ImportRetiringKeyRequest{Key: publicKeyToPB(pub), At: custodyTimeToPB(at)})
+	return fromStatus("custody plugin: import retiring key", err)
 }

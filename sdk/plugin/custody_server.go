@@ -144,3 +144,18 @@ func (s *custodyServer) RetireKey(ctx context.Context, req *custodyv1.RetireKeyR
 	}
 	return &custodyv1.RetireKeyResponse{}, nil
 }
+
+func (s *custodyServer) ImportRetiringKey(ctx context.Context, req *custodyv1.ImportRetiringKeyRequest) (*custodyv1.ImportRetiringKeyResponse, error) {
+	c, err := s.cust.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	im, ok := c.(custody.KeyImporter)
+	if !ok {
+		return nil, toStatus(fmt.Errorf("custody plugin: this custodian does not import keys: %w", sdk.ErrNotImplemented))
+	}
+	if err := im.ImportRetiringKey(ctx, publicKeyFromPB(req.GetKey()), custodyTimeFromPB(req.GetAt())); err != nil {
+		return nil, toStatus(err)
+	}
+	return &custodyv1.ImportRetiringKeyResponse{}, nil
+}

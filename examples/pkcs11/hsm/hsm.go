@@ -127,6 +127,9 @@ type key struct {
 	created time.Time
 	since   time.Time
 	priv    pkcs11.ObjectHandle
+	// publicOnly: imported from another custodian to verify its tokens
+	// while they live; no private half, never signs.
+	publicOnly bool
 }
 
 // stateDoc is the JSON in the state object.
@@ -140,6 +143,9 @@ type stateKey struct {
 	State   custody.KeyState `json:"state"`
 	Created time.Time        `json:"created"`
 	Since   time.Time        `json:"since"`
+	// PublicOnly marks a key imported (ImportRetiringKey) to verify
+	// another custodian's tokens.
+	PublicOnly bool `json:"public_only,omitempty"`
 }
 
 var libs = struct {
@@ -388,7 +394,7 @@ func (c *Custodian) loadKey(sh pkcs11.SessionHandle, sk stateKey) (*key, error) 
 	if err != nil || len(id) == 0 {
 		return nil, fmt.Errorf("pkcs11: state object names key id %q: %w", sk.ID, sdk.ErrInternal)
 	}
-	k := &key{id: id, state: sk.State, created: sk.Created, since: sk.Since}
+	k := &key{id: id, state: sk.State, created: sk.Created, since: sk.Since, publicOnly: sk.PublicOnly}
 	pubH, ok, err := c.findOne(sh, "public key "+sk.ID, c.keyTmpl(pkcs11.CKO_PUBLIC_KEY, id))
 	if err != nil {
 		return nil, err
@@ -400,8 +406,8 @@ func (c *Custodian) loadKey(sh pkcs11.SessionHandle, sk stateKey) (*key, error) 
 		return nil, err
 	}
 	k.kid = custody.Thumbprint(k.pub)
-	if sk.State == custody.StateRetired {
-		return k, nil // never signs again; its private half may be destroyed
+	if sk.State == custody.StateRetired || sk.PublicOnly {
+		return k, nil // never signs (again); there may be no private half
 	}
 	priv, ok, err := c.findOne(sh, "private key "+sk.ID, c.keyTmpl(pkcs11.CKO_PRIVATE_KEY, id))
 	if err != nil {
@@ -481,7 +487,7 @@ func (c *Custodian) initTokenLocked(sh pkcs11.SessionHandle) error {
 func docOf(keys []*key) stateDoc {
 	var d stateDoc
 	for _, k := range keys {
-		d.Keys = append(d.Keys, stateKey{ID: hex.EncodeToString(k.id), State: k.state, Created: k.created, Since: k.since})
+		d.Keys = append(d.Keys, stateKey{ID: hex.EncodeToString(k.id), State: k.state, Created: k.created, Since: k.since, PublicOnly: k.publicOnly})
 	}
 	return d
 }
@@ -610,7 +616,7 @@ func (c *Custodian) Info(ctx context.Context) (custody.Info, error) {
 			return c.missing(err, "the sealing key "+c.label("seal"))
 		}
 		for _, k := range c.keys {
-			if k.state == custody.StateRetired {
+			if k.state == custody.StateRetired || k.publicOnly {
 				continue
 			}
 			if _, ok, err := c.findOne(sh, "signing key", c.keyTmpl(pkcs11.CKO_PRIVATE_KEY, k.id)); err != nil || !ok {
@@ -724,6 +730,57 @@ func (c *Custodian) transition(kid string, at time.Time, op string, change func(
 	return keys[idx], nil
 }
 
+var _ custody.KeyImporter = (*Custodian)(nil)
+
+// ImportRetiringKey stores another custodian's public key in the token as
+// a verification-only key (a public key object, no private half) in state
+// retiring, so tokens that custodian signed keep verifying until the
+// rotation schedule retires it.
+func (c *Custodian) ImportRetiringKey(ctx context.Context, pub custody.PublicKey, at time.Time) error {
+	if len(pub.Key) != ed25519.PublicKeySize || pub.KID != custody.Thumbprint(pub.Key) {
+		return fmt.Errorf("pkcs11: import key %q: not an Ed25519 public key with its thumbprint as kid: %w", pub.KID, sdk.ErrInvalidArgument)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sh, err := c.writable()
+	if err != nil {
+		return err
+	}
+	for _, k := range c.keys {
+		if k.kid == pub.KID {
+			return nil
+		}
+	}
+	id := make([]byte, 16)
+	if _, err := rand.Read(id); err != nil {
+		return fmt.Errorf("pkcs11: key id: %w", sdk.ErrInternal)
+	}
+	point := append([]byte{0x04, ed25519.PublicKeySize}, pub.Key...)
+	if _, err := c.lib.CreateObject(sh, []*pkcs11.Attribute{
+		pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PUBLIC_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, ckkECEdwards),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, oidEd25519),
+		pkcs11.NewAttribute(pkcs11.CKA_EC_POINT, point),
+		pkcs11.NewAttribute(pkcs11.CKA_LABEL, c.label("sign")),
+		pkcs11.NewAttribute(pkcs11.CKA_ID, id),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true),
+		pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true),
+	}); err != nil {
+		return fmt.Errorf("pkcs11: import key %s: %w", pub.KID, unavailable(err))
+	}
+	created := pub.CreatedAt
+	if created.IsZero() {
+		created = stamp(at)
+	}
+	k := &key{id: id, pub: append(ed25519.PublicKey(nil), pub.Key...), kid: pub.KID, state: custody.StateRetiring,
+		created: created.UTC(), since: stamp(at), publicOnly: true}
+	if err := c.saveLocked(sh, append(slices.Clone(c.keys), k)); err != nil {
+		return err
+	}
+	c.log.Info("pkcs11 imported a verification-only key as retiring", "kid", k.kid)
+	return nil
+}
+
 // stamp is the time a state change is recorded at: the caller's, or now
 // when it gave none; whole seconds, UTC.
 func stamp(at time.Time) time.Time {
@@ -764,7 +821,7 @@ func (c *Custodian) RetireKey(ctx context.Context, kid string, at time.Time) err
 		keys[i].state, keys[i].since = custody.StateRetired, now
 		return true, nil
 	})
-	if err != nil || k == nil {
+	if err != nil || k == nil || k.publicOnly {
 		return err
 	}
 	c.mu.Lock()
@@ -816,7 +873,7 @@ func (c *Custodian) PublicKeys(ctx context.Context) ([]custody.PublicKey, error)
 // signer returns the private key handle of kid.
 func (c *Custodian) signer(kid string) (pkcs11.ObjectHandle, error) {
 	for _, k := range c.keys {
-		if k.kid == kid && k.state != custody.StateRetired {
+		if k.kid == kid && k.state != custody.StateRetired && !k.publicOnly {
 			return k.priv, nil
 		}
 	}

@@ -429,3 +429,41 @@ func TestRotationInToken(t *testing.T) {
 	}
 	works(t, third)
 }
+
+// TestImportRetiringKey: another custodian's public key is published as
+// retiring and survives a reopen, never signs, and retires on schedule.
+func TestImportRetiringKey(t *testing.T) {
+	uri := env.URI(softhsmtest.Object())
+	c, _ := open(t, uri)
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := custody.PublicKey{KID: custody.Thumbprint(pub), Alg: "EdDSA", Key: pub, CreatedAt: time.Now().Add(-time.Hour).UTC().Truncate(time.Second)}
+	if err := c.ImportRetiringKey(t.Context(), custody.PublicKey{KID: "wrong", Key: pub}, time.Now()); !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Fatalf("import with a wrong kid = %v", err)
+	}
+	for range 2 { // the second is a no-op
+		if err := c.ImportRetiringKey(t.Context(), in, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reopened, _ := open(t, uri)
+	keys, err := reopened.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[1].KID != in.KID || keys[1].State != custody.StateRetiring || !bytes.Equal(keys[1].Key, pub) {
+		t.Fatalf("keys after import and reopen = %+v", keys)
+	}
+	if _, err := reopened.Sign(t.Context(), in.KID, []byte("m")); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("Sign with an imported key = %v, want ErrNotFound", err)
+	}
+	works(t, reopened)
+	if err := reopened.RetireKey(t.Context(), in.KID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := reopened.PublicKeys(t.Context()); len(keys) != 1 {
+		t.Fatalf("imported key still listed after retiring: %+v", keys)
+	}
+}

@@ -1040,6 +1040,94 @@ func (*RetireKeyResponse) Descriptor() ([]byte, []int) {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{21}
 }
 
+type ImportRetiringKeyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           *PublicKey             `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	At            *Timestamp             `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRetiringKeyRequest) Reset() {
+	*x = ImportRetiringKeyRequest{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRetiringKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRetiringKeyRequest) ProtoMessage() {}
+
+func (x *ImportRetiringKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRetiringKeyRequest.ProtoReflect.Descriptor instead.
+func (*ImportRetiringKeyRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ImportRetiringKeyRequest) GetKey() *PublicKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *ImportRetiringKeyRequest) GetAt() *Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type ImportRetiringKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportRetiringKeyResponse) Reset() {
+	*x = ImportRetiringKeyResponse{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportRetiringKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportRetiringKeyResponse) ProtoMessage() {}
+
+func (x *ImportRetiringKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportRetiringKeyResponse.ProtoReflect.Descriptor instead.
+func (*ImportRetiringKeyResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{23}
+}
+
 var File_mcias_plugin_custody_v1_custody_proto protoreflect.FileDescriptor
 
 const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
@@ -1095,7 +1183,11 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\x10RetireKeyRequest\x12\x10\n" +
 	"\x03kid\x18\x01 \x01(\tR\x03kid\x122\n" +
 	"\x02at\x18\x02 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\x02at\"\x13\n" +
-	"\x11RetireKeyResponse2\xc3\a\n" +
+	"\x11RetireKeyResponse\"\x84\x01\n" +
+	"\x18ImportRetiringKeyRequest\x124\n" +
+	"\x03key\x18\x01 \x01(\v2\".mcias.plugin.custody.v1.PublicKeyR\x03key\x122\n" +
+	"\x02at\x18\x02 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\x02at\"\x1b\n" +
+	"\x19ImportRetiringKeyResponse2\xbf\b\n" +
 	"\tCustodian\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.custody.v1.OpenRequest\x1a%.mcias.plugin.custody.v1.OpenResponse\x12S\n" +
 	"\x04Info\x12$.mcias.plugin.custody.v1.InfoRequest\x1a%.mcias.plugin.custody.v1.InfoResponse\x12e\n" +
@@ -1107,7 +1199,8 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\x05Close\x12%.mcias.plugin.custody.v1.CloseRequest\x1a&.mcias.plugin.custody.v1.CloseResponse\x12n\n" +
 	"\rCreateNextKey\x12-.mcias.plugin.custody.v1.CreateNextKeyRequest\x1a..mcias.plugin.custody.v1.CreateNextKeyResponse\x12h\n" +
 	"\vActivateKey\x12+.mcias.plugin.custody.v1.ActivateKeyRequest\x1a,.mcias.plugin.custody.v1.ActivateKeyResponse\x12b\n" +
-	"\tRetireKey\x12).mcias.plugin.custody.v1.RetireKeyRequest\x1a*.mcias.plugin.custody.v1.RetireKeyResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1b\x06proto3"
+	"\tRetireKey\x12).mcias.plugin.custody.v1.RetireKeyRequest\x1a*.mcias.plugin.custody.v1.RetireKeyResponse\x12z\n" +
+	"\x11ImportRetiringKey\x121.mcias.plugin.custody.v1.ImportRetiringKeyRequest\x1a2.mcias.plugin.custody.v1.ImportRetiringKeyResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1b\x06proto3"
 
 var (
 	file_mcias_plugin_custody_v1_custody_proto_rawDescOnce sync.Once
@@ -1121,30 +1214,32 @@ func file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP() []byte {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescData
 }
 
-var file_mcias_plugin_custody_v1_custody_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_mcias_plugin_custody_v1_custody_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_mcias_plugin_custody_v1_custody_proto_goTypes = []any{
-	(*Timestamp)(nil),             // 0: mcias.plugin.custody.v1.Timestamp
-	(*OpenRequest)(nil),           // 1: mcias.plugin.custody.v1.OpenRequest
-	(*OpenResponse)(nil),          // 2: mcias.plugin.custody.v1.OpenResponse
-	(*InfoRequest)(nil),           // 3: mcias.plugin.custody.v1.InfoRequest
-	(*InfoResponse)(nil),          // 4: mcias.plugin.custody.v1.InfoResponse
-	(*PublicKey)(nil),             // 5: mcias.plugin.custody.v1.PublicKey
-	(*PublicKeysRequest)(nil),     // 6: mcias.plugin.custody.v1.PublicKeysRequest
-	(*PublicKeysResponse)(nil),    // 7: mcias.plugin.custody.v1.PublicKeysResponse
-	(*SignRequest)(nil),           // 8: mcias.plugin.custody.v1.SignRequest
-	(*SignResponse)(nil),          // 9: mcias.plugin.custody.v1.SignResponse
-	(*EncryptRequest)(nil),        // 10: mcias.plugin.custody.v1.EncryptRequest
-	(*EncryptResponse)(nil),       // 11: mcias.plugin.custody.v1.EncryptResponse
-	(*DecryptRequest)(nil),        // 12: mcias.plugin.custody.v1.DecryptRequest
-	(*DecryptResponse)(nil),       // 13: mcias.plugin.custody.v1.DecryptResponse
-	(*CloseRequest)(nil),          // 14: mcias.plugin.custody.v1.CloseRequest
-	(*CloseResponse)(nil),         // 15: mcias.plugin.custody.v1.CloseResponse
-	(*CreateNextKeyRequest)(nil),  // 16: mcias.plugin.custody.v1.CreateNextKeyRequest
-	(*CreateNextKeyResponse)(nil), // 17: mcias.plugin.custody.v1.CreateNextKeyResponse
-	(*ActivateKeyRequest)(nil),    // 18: mcias.plugin.custody.v1.ActivateKeyRequest
-	(*ActivateKeyResponse)(nil),   // 19: mcias.plugin.custody.v1.ActivateKeyResponse
-	(*RetireKeyRequest)(nil),      // 20: mcias.plugin.custody.v1.RetireKeyRequest
-	(*RetireKeyResponse)(nil),     // 21: mcias.plugin.custody.v1.RetireKeyResponse
+	(*Timestamp)(nil),                 // 0: mcias.plugin.custody.v1.Timestamp
+	(*OpenRequest)(nil),               // 1: mcias.plugin.custody.v1.OpenRequest
+	(*OpenResponse)(nil),              // 2: mcias.plugin.custody.v1.OpenResponse
+	(*InfoRequest)(nil),               // 3: mcias.plugin.custody.v1.InfoRequest
+	(*InfoResponse)(nil),              // 4: mcias.plugin.custody.v1.InfoResponse
+	(*PublicKey)(nil),                 // 5: mcias.plugin.custody.v1.PublicKey
+	(*PublicKeysRequest)(nil),         // 6: mcias.plugin.custody.v1.PublicKeysRequest
+	(*PublicKeysResponse)(nil),        // 7: mcias.plugin.custody.v1.PublicKeysResponse
+	(*SignRequest)(nil),               // 8: mcias.plugin.custody.v1.SignRequest
+	(*SignResponse)(nil),              // 9: mcias.plugin.custody.v1.SignResponse
+	(*EncryptRequest)(nil),            // 10: mcias.plugin.custody.v1.EncryptRequest
+	(*EncryptResponse)(nil),           // 11: mcias.plugin.custody.v1.EncryptResponse
+	(*DecryptRequest)(nil),            // 12: mcias.plugin.custody.v1.DecryptRequest
+	(*DecryptResponse)(nil),           // 13: mcias.plugin.custody.v1.DecryptResponse
+	(*CloseRequest)(nil),              // 14: mcias.plugin.custody.v1.CloseRequest
+	(*CloseResponse)(nil),             // 15: mcias.plugin.custody.v1.CloseResponse
+	(*CreateNextKeyRequest)(nil),      // 16: mcias.plugin.custody.v1.CreateNextKeyRequest
+	(*CreateNextKeyResponse)(nil),     // 17: mcias.plugin.custody.v1.CreateNextKeyResponse
+	(*ActivateKeyRequest)(nil),        // 18: mcias.plugin.custody.v1.ActivateKeyRequest
+	(*ActivateKeyResponse)(nil),       // 19: mcias.plugin.custody.v1.ActivateKeyResponse
+	(*RetireKeyRequest)(nil),          // 20: mcias.plugin.custody.v1.RetireKeyRequest
+	(*RetireKeyResponse)(nil),         // 21: mcias.plugin.custody.v1.RetireKeyResponse
+	(*ImportRetiringKeyRequest)(nil),  // 22: mcias.plugin.custody.v1.ImportRetiringKeyRequest
+	(*ImportRetiringKeyResponse)(nil), // 23: mcias.plugin.custody.v1.ImportRetiringKeyResponse
 }
 var file_mcias_plugin_custody_v1_custody_proto_depIdxs = []int32{
 	0,  // 0: mcias.plugin.custody.v1.PublicKey.created_at:type_name -> mcias.plugin.custody.v1.Timestamp
@@ -1154,31 +1249,35 @@ var file_mcias_plugin_custody_v1_custody_proto_depIdxs = []int32{
 	5,  // 4: mcias.plugin.custody.v1.CreateNextKeyResponse.key:type_name -> mcias.plugin.custody.v1.PublicKey
 	0,  // 5: mcias.plugin.custody.v1.ActivateKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
 	0,  // 6: mcias.plugin.custody.v1.RetireKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
-	1,  // 7: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
-	3,  // 8: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
-	6,  // 9: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
-	8,  // 10: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
-	10, // 11: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
-	12, // 12: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
-	14, // 13: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
-	16, // 14: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
-	18, // 15: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
-	20, // 16: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
-	2,  // 17: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
-	4,  // 18: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
-	7,  // 19: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
-	9,  // 20: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
-	11, // 21: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
-	13, // 22: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
-	15, // 23: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
-	17, // 24: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
-	19, // 25: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
-	21, // 26: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
-	17, // [17:27] is the sub-list for method output_type
-	7,  // [7:17] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	5,  // 7: mcias.plugin.custody.v1.ImportRetiringKeyRequest.key:type_name -> mcias.plugin.custody.v1.PublicKey
+	0,  // 8: mcias.plugin.custody.v1.ImportRetiringKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
+	1,  // 9: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
+	3,  // 10: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
+	6,  // 11: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
+	8,  // 12: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
+	10, // 13: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
+	12, // 14: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
+	14, // 15: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
+	16, // 16: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
+	18, // 17: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
+	20, // 18: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
+	22, // 19: mcias.plugin.custody.v1.Custodian.ImportRetiringKey:input_type -> mcias.plugin.custody.v1.ImportRetiringKeyRequest
+	2,  // 20: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
+	4,  // 21: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
+	7,  // 22: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
+	9,  // 23: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
+	11, // 24: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
+	13, // 25: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
+	15, // 26: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
+	17, // 27: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
+	19, // 28: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
+	21, // 29: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
+	23, // 30: mcias.plugin.custody.v1.Custodian.ImportRetiringKey:output_type -> mcias.plugin.custody.v1.ImportRetiringKeyResponse
+	20, // [20:31] is the sub-list for method output_type
+	9,  // [9:20] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_mcias_plugin_custody_v1_custody_proto_init() }
@@ -1192,7 +1291,7 @@ func file_mcias_plugin_custody_v1_custody_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_plugin_custody_v1_custody_proto_rawDesc), len(file_mcias_plugin_custody_v1_custody_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -28,16 +28,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Custodian_Open_FullMethodName          = "/mcias.plugin.custody.v1.Custodian/Open"
-	Custodian_Info_FullMethodName          = "/mcias.plugin.custody.v1.Custodian/Info"
-	Custodian_PublicKeys_FullMethodName    = "/mcias.plugin.custody.v1.Custodian/PublicKeys"
-	Custodian_Sign_FullMethodName          = "/mcias.plugin.custody.v1.Custodian/Sign"
-	Custodian_Encrypt_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Encrypt"
-	Custodian_Decrypt_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/Decrypt"
-	Custodian_Close_FullMethodName         = "/mcias.plugin.custody.v1.Custodian/Close"
-	Custodian_CreateNextKey_FullMethodName = "/mcias.plugin.custody.v1.Custodian/CreateNextKey"
-	Custodian_ActivateKey_FullMethodName   = "/mcias.plugin.custody.v1.Custodian/ActivateKey"
-	Custodian_RetireKey_FullMethodName     = "/mcias.plugin.custody.v1.Custodian/RetireKey"
+	Custodian_Open_FullMethodName              = "/mcias.plugin.custody.v1.Custodian/Open"
+	Custodian_Info_FullMethodName              = "/mcias.plugin.custody.v1.Custodian/Info"
+	Custodian_PublicKeys_FullMethodName        = "/mcias.plugin.custody.v1.Custodian/PublicKeys"
+	Custodian_Sign_FullMethodName              = "/mcias.plugin.custody.v1.Custodian/Sign"
+	Custodian_Encrypt_FullMethodName           = "/mcias.plugin.custody.v1.Custodian/Encrypt"
+	Custodian_Decrypt_FullMethodName           = "/mcias.plugin.custody.v1.Custodian/Decrypt"
+	Custodian_Close_FullMethodName             = "/mcias.plugin.custody.v1.Custodian/Close"
+	Custodian_CreateNextKey_FullMethodName     = "/mcias.plugin.custody.v1.Custodian/CreateNextKey"
+	Custodian_ActivateKey_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/ActivateKey"
+	Custodian_RetireKey_FullMethodName         = "/mcias.plugin.custody.v1.Custodian/RetireKey"
+	Custodian_ImportRetiringKey_FullMethodName = "/mcias.plugin.custody.v1.Custodian/ImportRetiringKey"
 )
 
 // CustodianClient is the client API for Custodian service.
@@ -58,6 +59,8 @@ type CustodianClient interface {
 	CreateNextKey(ctx context.Context, in *CreateNextKeyRequest, opts ...grpc.CallOption) (*CreateNextKeyResponse, error)
 	ActivateKey(ctx context.Context, in *ActivateKeyRequest, opts ...grpc.CallOption) (*ActivateKeyResponse, error)
 	RetireKey(ctx context.Context, in *RetireKeyRequest, opts ...grpc.CallOption) (*RetireKeyResponse, error)
+	// sdk/custody.KeyImporter; UNIMPLEMENTED when the custodian has none.
+	ImportRetiringKey(ctx context.Context, in *ImportRetiringKeyRequest, opts ...grpc.CallOption) (*ImportRetiringKeyResponse, error)
 }
 
 type custodianClient struct {
@@ -168,6 +171,16 @@ func (c *custodianClient) RetireKey(ctx context.Context, in *RetireKeyRequest, o
 	return out, nil
 }
 
+func (c *custodianClient) ImportRetiringKey(ctx context.Context, in *ImportRetiringKeyRequest, opts ...grpc.CallOption) (*ImportRetiringKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportRetiringKeyResponse)
+	err := c.cc.Invoke(ctx, Custodian_ImportRetiringKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CustodianServer is the server API for Custodian service.
 // All implementations must embed UnimplementedCustodianServer
 // for forward compatibility.
@@ -186,6 +199,8 @@ type CustodianServer interface {
 	CreateNextKey(context.Context, *CreateNextKeyRequest) (*CreateNextKeyResponse, error)
 	ActivateKey(context.Context, *ActivateKeyRequest) (*ActivateKeyResponse, error)
 	RetireKey(context.Context, *RetireKeyRequest) (*RetireKeyResponse, error)
+	// sdk/custody.KeyImporter; UNIMPLEMENTED when the custodian has none.
+	ImportRetiringKey(context.Context, *ImportRetiringKeyRequest) (*ImportRetiringKeyResponse, error)
 	mustEmbedUnimplementedCustodianServer()
 }
 
@@ -225,6 +240,9 @@ func (UnimplementedCustodianServer) ActivateKey(context.Context, *ActivateKeyReq
 }
 func (UnimplementedCustodianServer) RetireKey(context.Context, *RetireKeyRequest) (*RetireKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RetireKey not implemented")
+}
+func (UnimplementedCustodianServer) ImportRetiringKey(context.Context, *ImportRetiringKeyRequest) (*ImportRetiringKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportRetiringKey not implemented")
 }
 func (UnimplementedCustodianServer) mustEmbedUnimplementedCustodianServer() {}
 func (UnimplementedCustodianServer) testEmbeddedByValue()                   {}
@@ -427,6 +445,24 @@ func _Custodian_RetireKey_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Custodian_ImportRetiringKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportRetiringKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustodianServer).ImportRetiringKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Custodian_ImportRetiringKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustodianServer).ImportRetiringKey(ctx, req.(*ImportRetiringKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Custodian_ServiceDesc is the grpc.ServiceDesc for Custodian service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -473,6 +509,10 @@ var Custodian_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetireKey",
 			Handler:    _Custodian_RetireKey_Handler,
+		},
+		{
+			MethodName: "ImportRetiringKey",
+			Handler:    _Custodian_ImportRetiringKey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
