@@ -24,7 +24,7 @@ import (
 // a throwaway CA and a certificate for 127.0.0.1/::1/localhost, and a
 // config that uses them. Existing files are kept, so it is safe to run
 // before every start.
-func devInit(dir, listen string, out io.Writer) (configPath string, err error) {
+func devInit(dir, listen, grpcAddr string, out io.Writer) (configPath string, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
@@ -46,7 +46,7 @@ func devInit(dir, listen string, out io.Writer) (configPath string, err error) {
 	}
 	configPath = filepath.Join(dir, "mcias.toml")
 	if !exists(configPath) {
-		cfg := fmt.Sprintf(devConfigTemplate, listen, certFile, certKey,
+		cfg := fmt.Sprintf(devConfigTemplate, listen, grpcAddr, certFile, certKey,
 			filepath.Join(dir, "mcias.db"), filepath.Join(dir, "keys"), keyFile,
 			filepath.Join(dir, "audit.jsonl"), listen)
 		if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
@@ -62,6 +62,7 @@ const devConfigTemplate = `# MCIAS development configuration, written by "mciass
 
 [server]
 listen = %q
+grpc_addr = %q
 
 [tls]
 cert_file = %q
