@@ -213,7 +213,7 @@ func (s accountServer) List(ctx context.Context, req *pb.ListAccountsRequest) (*
 		return nil, err
 	}
 	page, err := s.svc.ListAccounts(ctx, caller(ctx), core.AccountQuery{
-		Type:   storage.AccountType(req.AccountType),
+		Type:   storage.AccountType(req.Type),
 		Status: storage.AccountStatus(req.Status),
 		Role:   req.Role,
 		Limit:  limit,

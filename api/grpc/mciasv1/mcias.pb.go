@@ -1552,11 +1552,11 @@ func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
 
 type ListAccountsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccountType   string                 `protobuf:"bytes,1,opt,name=account_type,json=accountType,proto3" json:"account_type,omitempty"` // filter; empty: any
-	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`                              // filter; empty: any
-	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`                                  // filter; empty: any
-	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`                               // 1..500; 0 means 100
-	Cursor        string                 `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"`                              // next_cursor of the previous page
+	Type          string                 `protobuf:"bytes,1,opt,name=type,proto3" json:"type,omitempty"`     // account type filter; empty: any
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // filter; empty: any
+	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`     // filter; empty: any
+	Limit         int32                  `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`  // 1..500; 0 means 100
+	Cursor        string                 `protobuf:"bytes,5,opt,name=cursor,proto3" json:"cursor,omitempty"` // next_cursor of the previous page
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1591,9 +1591,9 @@ func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
 	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
 }
 
-func (x *ListAccountsRequest) GetAccountType() string {
+func (x *ListAccountsRequest) GetType() string {
 	if x != nil {
-		return x.AccountType
+		return x.Type
 	}
 	return ""
 }
@@ -2684,9 +2684,9 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"expires_at\x18\x02 \x01(\tR\texpiresAt\"&\n" +
 	"\x12RevokeTokenRequest\x12\x10\n" +
 	"\x03jti\x18\x01 \x01(\tR\x03jti\"\x15\n" +
-	"\x13RevokeTokenResponse\"\x92\x01\n" +
-	"\x13ListAccountsRequest\x12!\n" +
-	"\faccount_type\x18\x01 \x01(\tR\vaccountType\x12\x16\n" +
+	"\x13RevokeTokenResponse\"\x83\x01\n" +
+	"\x13ListAccountsRequest\x12\x12\n" +
+	"\x04type\x18\x01 \x01(\tR\x04type\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
