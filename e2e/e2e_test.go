@@ -49,7 +49,8 @@ type server struct {
 	t    *testing.T
 	dir  string // the working directory: holds bin/ and run/
 	cmd  *exec.Cmd
-	addr string
+	addr string // REST
+	grpc string // gRPC
 	log  *syncBuffer
 	done chan error
 }
@@ -79,14 +80,17 @@ func newInstance(t *testing.T) string {
 	if err := os.Symlink(binDir, filepath.Join(dir, "bin")); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runIn(dir, nil, "", "bin/mciassrv", "init", "-dir", "run", "-listen", "127.0.0.1:0")
+	out, err := runIn(dir, nil, "", "bin/mciassrv", "init", "-dir", "run", "-listen", "127.0.0.1:0", "-grpc", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	return dir
 }
 
-var listenRE = regexp.MustCompile(`mciassrv listening.*addr=(127\.0\.0\.1:\d+)`)
+var (
+	listenRE     = regexp.MustCompile(`mciassrv listening.*addr=(127\.0\.0\.1:\d+)`)
+	grpcListenRE = regexp.MustCompile(`mciassrv gRPC listening.*addr=(127\.0\.0\.1:\d+)`)
+)
 
 // start runs `mciassrv serve` in dir and waits until it listens.
 func start(t *testing.T, dir string, env ...string) *server {
@@ -103,8 +107,9 @@ func start(t *testing.T, dir string, env ...string) *server {
 	t.Cleanup(func() { s.stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := listenRE.FindStringSubmatch(s.log.String()); m != nil {
-			s.addr = m[1]
+		m, g := listenRE.FindStringSubmatch(s.log.String()), grpcListenRE.FindStringSubmatch(s.log.String())
+		if m != nil && g != nil {
+			s.addr, s.grpc = m[1], g[1]
 			return s
 		}
 		select {

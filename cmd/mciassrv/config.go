@@ -169,9 +169,9 @@ func (c *Config) validate(known knownSchemes) error {
 		add("server.listen %q must be host:port", c.Server.Listen)
 	}
 	if c.Server.GRPCAddr != "" {
-		if _, _, err := net.SplitHostPort(c.Server.GRPCAddr); err != nil {
+		if _, port, err := net.SplitHostPort(c.Server.GRPCAddr); err != nil {
 			add("server.grpc_addr %q must be host:port (or left out for no gRPC listener)", c.Server.GRPCAddr)
-		} else if c.Server.GRPCAddr == c.Server.Listen {
+		} else if c.Server.GRPCAddr == c.Server.Listen && port != "0" { // port 0: any free port, twice
 			add("server.grpc_addr must differ from server.listen (%s)", c.Server.Listen)
 		}
 	}
