@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
-CMDS  := mciassrv mciasctl
+CMDS  := mciassrv mciasctl mciasgrpcctl
 # Every Go module in the repository (root, sdk, and any later ones).
 MODULES := $(shell find . -name go.mod -not -path './run/*' -not -path './bin/*' -printf '%h\n' | sort)
 
