@@ -14,7 +14,7 @@ build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
 
-## run: build, lay out ./run (dev certificate, master key, SQLite) once, and serve on 127.0.0.1:8443.
+## run: build, lay out ./run (dev certificate, master key, SQLite) once, and serve REST on 127.0.0.1:8443, gRPC on 127.0.0.1:9443.
 run: build
 	@$(BIN)/mciassrv init -dir run
 	exec $(BIN)/mciassrv serve -config run/mcias.toml
@@ -38,10 +38,11 @@ lint:
 test: test-deps lint
 	@for m in $(MODULES); do echo "go test -race ($$m)"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
 
-## bench: Go benchmarks and the REST load comparison (see bench/README.md).
+## bench: Go benchmarks and the REST and gRPC load comparisons (see bench/README.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./core/
 	$(GO) run ./bench/restload -bin $(BIN)
+	$(GO) run ./bench/grpcload -bin $(BIN)
 
 clean:
 	rm -rf $(BIN)

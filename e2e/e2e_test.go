@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/mciassrv", "../cmd/mciasctl")
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/mciassrv", "../cmd/mciasctl", "../cmd/mciasgrpcctl")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
@@ -168,8 +168,9 @@ func quickStart(t *testing.T) string {
 }
 
 // TestReadmeQuickStart runs the README's quick start verbatim (only the
-// port differs: the test server listens on a free one) with bash, curl
-// and the built mciasctl, answering the admin password prompt on stdin.
+// ports differ: the test server listens on free ones) with bash, curl
+// and the built mciasctl and mciasgrpcctl, answering the admin password
+// prompt on stdin.
 func TestReadmeQuickStart(t *testing.T) {
 	dir := newInstance(t)
 	s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
@@ -177,12 +178,12 @@ func TestReadmeQuickStart(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "quickstart.sh"), []byte(script), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runIn(dir, []string{"MCIAS_SERVER=https://" + s.addr, "MCIAS_TOKEN=", "MCIAS_CA=", "MCIAS_PASSWORD="},
+	out, err := runIn(dir, []string{"MCIAS_SERVER=https://" + s.addr, "MCIAS_GRPC_SERVER=" + s.grpc, "MCIAS_TOKEN=", "MCIAS_CA=", "MCIAS_PASSWORD="},
 		adminPassword+"\n", "bash", "-euo", "pipefail", "quickstart.sh")
 	if err != nil {
 		t.Fatalf("quick start failed: %v\n%s\nserver log:\n%s", err, out, s.log.String())
 	}
-	for _, want := range []string{"alice", "billing", `"valid":true`, "revoked, as expected"} {
+	for _, want := range []string{"alice", "billing", `"valid":true`, "username: alice", "revoked, as expected"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("quick start output lacks %q:\n%s", want, out)
 		}

@@ -75,7 +75,9 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	if err != nil {
 		return nil, err
 	}
-	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr).CombinedOutput()
+	// -grpc "": no gRPC listener; this benchmark is REST's (grpcload
+	// measures gRPC).
+	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr, "-grpc", "").CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("mciassrv init: %w\n%s", err, out)
 	}
