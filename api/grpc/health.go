@@ -17,7 +17,8 @@ import (
 // since every one of them needs every backend.
 type healthServer struct {
 	*health.Server
-	svc *core.Service
+	svc      *core.Service
+	stopping chan struct{} // closed by Shutdown
 }
 
 var healthServices = []string{
@@ -46,6 +47,36 @@ func (h *healthServer) refresh(ctx context.Context) {
 func (h *healthServer) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
 	h.refresh(ctx)
 	return h.Server.Check(ctx, req)
+}
+
+// Watch is the standard Watch, ended when the server shuts down: a
+// watcher (a load balancer) must not hold graceful shutdown open for the
+// whole grace period.
+func (h *healthServer) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stopping:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return h.Server.Watch(req, &watchStream{Health_WatchServer: stream, ctx: ctx})
+}
+
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx context.Context
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+// shutdown reports NOT_SERVING to every watcher and then ends the
+// Watch streams.
+func (h *healthServer) shutdown() {
+	h.Server.Shutdown()
+	close(h.stopping)
 }
 
 // poll publishes readiness every interval for Watch streams, until ctx

@@ -169,6 +169,8 @@ func bearerToken(h string) (string, bool) {
 // panic recovery, map errors, log one line.
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, s.callTimeout)
+	defer cancel()
 	ctx, ci := s.begin(ctx)
 	err = s.admit(ctx, info.FullMethod, ci)
 	if err == nil {
@@ -219,6 +221,13 @@ func (s *Server) recovered(ctx context.Context, method string, ci *callInfo, fn 
 // unexpected error is, since it never reaches the client.
 func (s *Server) finish(ctx context.Context, method string, ci *callInfo, start time.Time, err error) error {
 	out, serverFault := toStatusError(err)
+	level := slog.LevelInfo
+	if serverFault {
+		level = slog.LevelError
+	}
+	if !s.log.Enabled(ctx, level) {
+		return out // the hot path at level warn: build no log line at all
+	}
 	code := status.Code(out)
 	attrs := []any{
 		"method", method,
@@ -227,9 +236,7 @@ func (s *Server) finish(ctx context.Context, method string, ci *callInfo, start 
 		"ip", ci.ip,
 		"request_id", ci.requestID,
 	}
-	level := slog.LevelInfo
 	if serverFault {
-		level = slog.LevelError
 		attrs = append(attrs, "error", err.Error())
 	}
 	s.log.Log(ctx, level, "rpc", attrs...)

@@ -33,7 +33,10 @@ type Config struct {
 	// HealthInterval is how often readiness is pushed to health Watch
 	// streams; Check always reads it fresh. 0 means 5s.
 	HealthInterval time.Duration
-	Logger         *slog.Logger
+	// CallTimeout bounds every unary call, whatever deadline the client
+	// set (REST's read and write timeouts do the same); 0 means 30s.
+	CallTimeout time.Duration
+	Logger      *slog.Logger
 }
 
 // Server is the gRPC frontend.
@@ -44,6 +47,8 @@ type Server struct {
 	ips    *frontend.ClientIP
 	limit  *frontend.Limiter
 	log    *slog.Logger
+
+	callTimeout time.Duration
 
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
@@ -67,6 +72,9 @@ func New(svc *core.Service, cfg Config, opts ...grpc.ServerOption) (*Server, err
 	if cfg.HealthInterval <= 0 {
 		cfg.HealthInterval = 5 * time.Second
 	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 30 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -74,11 +82,15 @@ func New(svc *core.Service, cfg Config, opts ...grpc.ServerOption) (*Server, err
 	if err != nil {
 		return nil, fmt.Errorf("grpc: %w", err)
 	}
-	s := &Server{svc: svc, ips: ips, limit: cfg.Limiter, log: cfg.Logger}
-	s.health = &healthServer{Server: health.NewServer(), svc: svc}
+	s := &Server{svc: svc, ips: ips, limit: cfg.Limiter, log: cfg.Logger, callTimeout: cfg.CallTimeout}
+	s.health = &healthServer{Server: health.NewServer(), svc: svc, stopping: make(chan struct{})}
 
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvBytes),
+		// REST caps headers at 64 KiB and a client holds one request per
+		// connection; bound metadata and streams per connection likewise.
+		grpc.MaxHeaderListSize(64 << 10),
+		grpc.MaxConcurrentStreams(128),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 	}, opts...)
@@ -117,7 +129,7 @@ func (s *Server) Serve(ln net.Listener) error { return s.grpc.Serve(ln) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopHealth()
 	<-s.healthDone
-	s.health.Shutdown()
+	s.health.shutdown()
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {

@@ -193,6 +193,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 			TrustedProxies: cfg.Server.TrustedProxies,
 			MaxRecvBytes:   int(cfg.Server.MaxBodyBytes),
 			Limiter:        limiter,
+			CallTimeout:    cfg.Server.WriteTimeout.Duration,
 			Logger:         logger,
 		},
 			grpc.Creds(credentials.NewTLS(tlsConf.Clone())),
