@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -52,6 +53,7 @@ type Server struct {
 
 	stopHealth context.CancelFunc
 	healthDone chan struct{}
+	stopOnce   sync.Once
 }
 
 // New builds the gRPC frontend over svc. opts are added to the server's
@@ -129,7 +131,7 @@ func (s *Server) Serve(ln net.Listener) error { return s.grpc.Serve(ln) }
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.stopHealth()
 	<-s.healthDone
-	s.health.shutdown()
+	s.stopOnce.Do(s.health.shutdown)
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
