@@ -34,7 +34,7 @@ import (
 
 const adminPass = "correct horse battery staple"
 
-func newServer(t *testing.T, cfg grpcapi.Config) (*grpcapi.Server, *grpc.ClientConn) {
+func newServer(t testing.TB, cfg grpcapi.Config) (*grpcapi.Server, *grpc.ClientConn) {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
