@@ -475,7 +475,7 @@ func (a *app) printUsage(w io.Writer) {
 usage: PROG [global flags] COMMAND [flags] [arguments]
 
 Global flags (before COMMAND):
-  -server SERVERARG  SERVERHELP (default: $SERVERENV, else DEFAULTSERVER)
+  -server SERVERARG   SERVERHELP (default: $SERVERENV, else DEFAULTSERVER)
   -token TOKEN   bearer token (default: $MCIAS_TOKEN; prefer the variable, flags show in ps)
   -ca FILE       PEM bundle of CA certificates to trust besides the system roots
                  (default: $MCIAS_CA)
