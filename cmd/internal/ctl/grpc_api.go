@@ -1,9 +1,11 @@
 package ctl
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -102,14 +104,19 @@ func unary[Req, Resp proto.Message](ctx context.Context, c *GRPCClient, auth boo
 }
 
 // rawJSON renders a response as -json prints it: protojson with the proto
-// field names, which are the REST names. An empty message is no JSON at
-// all, as REST's 204 is.
+// field names, which are the REST names, compacted (protojson varies its
+// whitespace on purpose; scripts should see one form). An empty message
+// is no JSON at all, as REST's 204 is.
 func rawJSON(m proto.Message) Raw {
 	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(m)
-	if err != nil || string(b) == "{}" {
+	if err != nil {
 		return nil
 	}
-	return b
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil || out.String() == "{}" {
+		return nil
+	}
+	return out.Bytes()
 }
 
 // grpcError turns a failed call into an *APIError when the server
