@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
 CMDS  := mciassrv mciasctl mciasgrpcctl
+# Builtin backends served as plugin binaries: plugins/NAME -> bin/plugins/mcias-plugin-NAME.
+PLUGINS := $(notdir $(wildcard plugins/*))
 # Every Go module in the repository (root, sdk, and any later ones).
 MODULES := $(shell find . -name go.mod -not -path './run/*' -not -path './bin/*' -printf '%h\n' | sort)
 
@@ -13,6 +15,8 @@ all: build
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	@mkdir -p $(BIN)/plugins
+	@for p in $(PLUGINS); do echo "go build mcias-plugin-$$p"; $(GO) build -o $(BIN)/plugins/mcias-plugin-$$p ./plugins/$$p || exit 1; done
 
 ## run: build, lay out ./run (dev certificate, master key, SQLite) once, and serve REST on 127.0.0.1:8443, gRPC on 127.0.0.1:9443.
 run: build

@@ -121,6 +121,9 @@ func (s *Service) Login(ctx context.Context, c Caller, name, pw, totpCode string
 		"kind": string(storage.Session), "totp": strconv.FormatBool(a.TOTPEnabled),
 	})
 	it, err := s.issue(ctx, issueRequest{account: a, kind: storage.Session, ttl: s.cfg.TokenTTL, ev: ev})
+	if errors.Is(err, errAccountChanged) {
+		return fail(a.ID, "account_changed")
+	}
 	if err != nil {
 		return IssuedToken{}, fmt.Errorf("core: login: %w", err)
 	}

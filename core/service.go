@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/metacircular/mcias/core/password"
+	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/custody"
@@ -251,7 +252,11 @@ func (s *Service) Close(ctx context.Context) error {
 // are the sdk kind only, so they are safe to show.
 func (s *Service) Ready(ctx context.Context) Readiness {
 	r := Readiness{Ready: true, Backends: map[string]BackendState{}}
-	set := func(role string, st BackendState) {
+	set := func(role string, backend any, st BackendState) {
+		if p, ok := backend.(interface{ PluginStatus() pluginhost.Status }); ok {
+			ps := p.PluginStatus()
+			st.Plugin = &ps
+		}
 		if !st.Up {
 			r.Ready = false
 		}
@@ -265,7 +270,7 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 	if err := s.store.Ping(ctx); err != nil {
 		st.Up, st.Error = false, "storage "+sdk.KindOf(err).Error()
 	}
-	set("storage", st)
+	set("storage", s.store, st)
 
 	st = BackendState{Name: "custody", Up: true}
 	if info, err := s.cust.Info(ctx); err != nil {
@@ -273,11 +278,11 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 	} else if info.Name != "" {
 		st.Name = info.Name
 	}
-	set("custody", st)
+	set("custody", s.cust, st)
 
 	for _, w := range s.sinks {
 		up, msg := w.state()
-		set("audit:"+w.name, BackendState{Name: w.name, Up: up, Error: msg})
+		set("audit:"+w.name, w.sink, BackendState{Name: w.name, Up: up, Error: msg})
 	}
 	return r
 }

@@ -26,6 +26,9 @@ const (
 	reasonPasswordChange = "password_change"
 	reasonDisabled       = "account_disabled"
 	reasonDeleted        = "account_deleted"
+	// reasonAccountChanged: revoked before it was handed out, because the
+	// account changed while it was being issued.
+	reasonAccountChanged = "account_changed"
 )
 
 // maxAudienceLen bounds an audience string; it is an identifier, not a
@@ -119,9 +122,51 @@ func (s *Service) issue(ctx context.Context, req issueRequest) (IssuedToken, err
 	if req.replaces != "" {
 		s.tokens.revoke(req.replaces)
 	}
-	s.accounts.put(req.account)
+	// req.account was read before the token was recorded. A password
+	// change, disable or delete that committed in between revoked the
+	// account's tokens before this one existed, so it would outlive the
+	// change. Storage transactions are serialisable: a change committed
+	// after the record revoked it; one committed before is seen here.
+	cur, err := s.store.Accounts().GetAccount(ctx, req.account.ID)
+	if err != nil {
+		return IssuedToken{}, fmt.Errorf("core: recheck account: %w", err)
+	}
+	if !sameAuthority(req.account, cur) {
+		return IssuedToken{}, s.voidIssued(ctx, req.ev, jti)
+	}
+	s.accounts.put(cur)
 	s.pokeSinks()
 	return IssuedToken{Token: compact, JTI: jti, ExpiresAt: exp}, nil
+}
+
+// errAccountChanged: the account changed under an issue in a way that
+// voids the token (password, status or TOTP factor).
+var errAccountChanged = errors.New("account changed while the token was issued")
+
+// sameAuthority reports whether the account is still the one that was
+// read and active. Any update counts: a disable followed by a re-enable
+// leaves every field as it was but must still void the token, and two
+// snapshots cannot tell it from a harmless change (roles, a TOTP step).
+// Such a change landing in the same instant fails one login (a retry
+// passes) or one renew (whose old token is then already revoked, so the
+// client logs in again): rare, and on the safe side.
+func sameAuthority(then, now storage.Account) bool {
+	return now.Status == storage.Active && now.Version == then.Version
+}
+
+// voidIssued revokes a token that was recorded but never handed out, and
+// returns errAccountChanged (or the storage error).
+func (s *Service) voidIssued(ctx context.Context, issued audit.Event, jti string) error {
+	ev := issued
+	ev.ID, ev.Time, ev.Seq = uuid.NewString(), s.now().UTC(), 0
+	ev.Type, ev.Outcome = audit.TokenRevoke, audit.Success
+	ev.Details = map[string]string{"jti": jti, "reason": reasonAccountChanged}
+	s.tokens.revoke(jti)
+	if err := s.store.Tokens().RevokeToken(ctx, jti, ev.Time, reasonAccountChanged, ev); err != nil {
+		return fmt.Errorf("core: void token: %w", err)
+	}
+	s.pokeSinks()
+	return errAccountChanged
 }
 
 // checked is a token that passed every check.
@@ -295,7 +340,16 @@ func (s *Service) Renew(ctx context.Context, c Caller) (IssuedToken, error) {
 	}
 	ttl := s.cfg.TokenTTL
 	if e.kind == storage.Service {
-		ttl = s.cfg.ServiceTokenTTL
+		// A service token keeps the lifetime the admin chose for it: a
+		// short-lived one must not renew itself into the default.
+		rec, err := s.store.Tokens().GetToken(ctx, p.JTI)
+		if errors.Is(err, sdk.ErrNotFound) {
+			return IssuedToken{}, newError(ErrUnauthorized, "the token is no longer valid")
+		}
+		if err != nil {
+			return IssuedToken{}, fmt.Errorf("core: renew: %w", err)
+		}
+		ttl = min(max(rec.ExpiresAt.Sub(rec.IssuedAt), time.Second), s.cfg.MaxServiceTokenTTL)
 	}
 	ev := s.event(c, audit.TokenRenew, a.ID, audit.Success, map[string]string{
 		"replaces": p.JTI, "kind": string(e.kind),
@@ -303,8 +357,9 @@ func (s *Service) Renew(ctx context.Context, c Caller) (IssuedToken, error) {
 	it, err := s.issue(ctx, issueRequest{
 		account: a, kind: e.kind, ttl: ttl, audience: e.audience, replaces: p.JTI, ev: ev,
 	})
-	if errors.Is(err, sdk.ErrConflict) || errors.Is(err, sdk.ErrNotFound) {
-		// Revoked (logout, renew) between Authenticate and here.
+	if errors.Is(err, sdk.ErrConflict) || errors.Is(err, sdk.ErrNotFound) || errors.Is(err, errAccountChanged) {
+		// Revoked (logout, renew, password change, disable) between
+		// Authenticate and here.
 		return IssuedToken{}, newError(ErrUnauthorized, "the token is no longer valid")
 	}
 	if err != nil {
@@ -342,6 +397,9 @@ func (s *Service) IssueServiceToken(ctx context.Context, c Caller, accountID str
 	}
 	ev := s.event(c, audit.TokenIssue, a.ID, audit.Success, details)
 	it, err := s.issue(ctx, issueRequest{account: a, kind: storage.Service, ttl: ttl, audience: audience, ev: ev})
+	if errors.Is(err, errAccountChanged) {
+		return IssuedToken{}, newError(sdk.ErrConflict, "the account changed while the token was issued; try again")
+	}
 	if err != nil {
 		return IssuedToken{}, fmt.Errorf("core: issue service token: %w", err)
 	}

@@ -3,6 +3,7 @@ package core
 import (
 	"time"
 
+	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/storage"
 )
@@ -134,6 +135,8 @@ type BackendState struct {
 	Name  string // backend name ("sqlite", "local", "file")
 	Up    bool
 	Error string // short, client-safe reason when down
+	// Plugin is set when the backend runs as a supervised subprocess.
+	Plugin *pluginhost.Status
 }
 
 // Readiness reports every backend; Ready is true when all are up.

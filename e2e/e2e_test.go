@@ -36,6 +36,16 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
 		os.Exit(1)
 	}
+	// The builtin plugins, as make build lays them out (bin/plugins).
+	for _, p := range []string{"sqlite", "local", "file"} {
+		build = exec.Command("go", "build", "-trimpath", "-buildvcs=false",
+			"-o", dir+"/plugins/mcias-plugin-"+p, "../plugins/"+p)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building plugins:", err)
+			os.Exit(1)
+		}
+	}
 	binDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -124,8 +134,13 @@ func start(t *testing.T, dir string, env ...string) *server {
 
 // stop sends SIGTERM and waits; it reports whether the exit was clean.
 func (s *server) stop() error {
-	if s.cmd.ProcessState != nil {
+	// Already exited (the done channel is refilled for later callers);
+	// reading cmd.ProcessState here would race with Wait.
+	select {
+	case err := <-s.done:
+		s.done <- err
 		return nil
+	default:
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -172,7 +187,11 @@ func quickStart(t *testing.T) string {
 // and the built mciasctl and mciasgrpcctl, answering the admin password
 // prompt on stdin.
 func TestReadmeQuickStart(t *testing.T) {
-	dir := newInstance(t)
+	runQuickStart(t, newInstance(t))
+}
+
+func runQuickStart(t *testing.T, dir string) {
+	t.Helper()
 	s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
 	script := strings.ReplaceAll(quickStart(t), "127.0.0.1:8443", s.addr)
 	if err := os.WriteFile(filepath.Join(dir, "quickstart.sh"), []byte(script), 0o600); err != nil {

@@ -3,6 +3,8 @@ package grpc
 import (
 	"context"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/metacircular/mcias/api/frontend"
@@ -31,10 +33,18 @@ func (s adminServer) Health(context.Context, *pb.HealthRequest) (*pb.HealthRespo
 func (s adminServer) Ready(ctx context.Context, _ *pb.ReadyRequest) (*pb.ReadyResponse, error) {
 	r := s.svc.Ready(ctx)
 	out := &pb.ReadyResponse{Status: "ready", Backends: make(map[string]*pb.BackendStatus, len(r.Backends))}
+	var down []string
 	for role, b := range r.Backends {
 		v := &pb.BackendStatus{Name: b.Name, Status: "up"}
 		if !b.Up {
 			v.Status, v.Error = "down", b.Error
+			down = append(down, role)
+		}
+		if p := b.Plugin; p != nil {
+			v.Plugin = &pb.PluginStatus{Name: p.Name, Status: "up", Pid: int64(p.PID), Restarts: int64(p.Restarts), LastCrash: p.LastError}
+			if !p.Up {
+				v.Plugin.Status = "down"
+			}
 		}
 		out.Backends[role] = v
 	}
@@ -42,8 +52,9 @@ func (s adminServer) Ready(ctx context.Context, _ *pb.ReadyRequest) (*pb.ReadyRe
 		return out, nil
 	}
 	out.Status = "unavailable"
+	slices.Sort(down)
 	row, _ := frontend.Classify(sdk.ErrUnavailable)
-	return nil, newStatus(row, "a backend is unavailable; the ReadyResponse detail says which", out).Err()
+	return nil, newStatus(row, "not ready: "+strings.Join(down, ", ")+" unavailable", out).Err()
 }
 
 func (s adminServer) GetPublicKey(ctx context.Context, _ *pb.GetPublicKeyRequest) (*pb.JWK, error) {
@@ -172,11 +183,17 @@ func (s tokenServer) IssueServiceToken(ctx context.Context, req *pb.IssueService
 	}
 	var ttl time.Duration
 	if req.TtlSeconds != nil {
-		// Bound before converting so the multiplication cannot overflow.
-		if *req.TtlSeconds <= 0 || *req.TtlSeconds > math.MaxInt64/int64(time.Second) {
+		// As REST: bound before converting so the multiplication cannot
+		// overflow; a value past any Duration is clamped, and core then
+		// refuses it with the allowed range.
+		switch n := *req.TtlSeconds; {
+		case n <= 0:
 			return nil, invalidArg("ttl_seconds must be a positive number of seconds")
+		case n > math.MaxInt64/int64(time.Second):
+			ttl = time.Duration(math.MaxInt64)
+		default:
+			ttl = time.Duration(n) * time.Second
 		}
-		ttl = time.Duration(*req.TtlSeconds) * time.Second
 	}
 	tok, err := s.svc.IssueServiceToken(ctx, caller(ctx), req.AccountId, ttl, req.Audience)
 	if err != nil {

@@ -488,8 +488,7 @@ func (r *restTransport) call(t *testing.T, o op, token string, args map[string]a
 	if m == nil {
 		m = map[string]any{}
 	}
-	// Ready's 503 carries the report, not an error body.
-	if resp.StatusCode >= 300 && !(o.rpc == readyRPC && resp.StatusCode == http.StatusServiceUnavailable) {
+	if resp.StatusCode >= 300 {
 		code, _ := m["code"].(string)
 		msg, _ := m["error"].(string)
 		if code == "" || msg == "" {
@@ -498,10 +497,13 @@ func (r *restTransport) call(t *testing.T, o op, token string, args map[string]a
 		if want := httpStatusOf(code); want != 0 && want != resp.StatusCode {
 			t.Errorf("REST %s %s: code %s came with status %d, the table says %d", o.method, path, code, resp.StatusCode, want)
 		}
+		// Ready's 503 carries the report beside the error.
+		if o.rpc == readyRPC && resp.StatusCode == http.StatusServiceUnavailable {
+			delete(m, "code")
+			delete(m, "error")
+			return result{code: code, msg: msg, body: m, raw: m}
+		}
 		return result{code: code, msg: msg}
-	}
-	if resp.StatusCode == http.StatusServiceUnavailable {
-		return result{code: "unavailable", body: m, raw: m}
 	}
 	return result{body: m, raw: m}
 }
@@ -580,7 +582,7 @@ func (g *grpcTransport) call(t *testing.T, o op, token string, args map[string]a
 		}
 		if ready != nil {
 			m := protoMap(t, ready)
-			return result{code: reason, body: m, raw: m}
+			return result{code: reason, msg: st.Message(), body: m, raw: m}
 		}
 		return result{code: reason, msg: st.Message()}
 	}

@@ -125,6 +125,7 @@ var scenarios = []scenario{
 	}, events: []string{"token_issue/success", "token_revoke/success"}},
 	{name: "issue for a human", steps: []step{s("issue", "admin", A{"account_id": "$alice"}, "invalid_request")}},
 	{name: "issue with bad ttl", steps: []step{s("issue", "admin", A{"account_id": "$svc", "ttl_seconds": -5}, "invalid_request")}},
+	{name: "issue with a huge ttl", steps: []step{s("issue", "admin", A{"account_id": "$svc", "ttl_seconds": int64(1) << 62}, "invalid_request")}},
 	{name: "issue without account", steps: []step{s("issue", "admin", A{}, "invalid_request")}},
 	{name: "issue by a non-admin", steps: []step{s("issue", "alice", A{"account_id": "$svc"}, "forbidden")}},
 	{name: "revoke unknown jti", steps: []step{s("revoke", "admin", A{"jti": "00000000-0000-4000-8000-000000000000"}, "not_found")}},
@@ -350,6 +351,7 @@ func TestEveryOperationHasScenarios(t *testing.T) {
 func TestParityBackendDown(t *testing.T) {
 	t.Parallel()
 	bodies := map[string]map[string]any{}
+	msgs := map[string]string{}
 	for name, newTransport := range map[string]func(*testing.T, *instance) transport{"rest": newREST, "grpc": newGRPC} {
 		t.Run("transport="+name, func(t *testing.T) {
 			in := newInstance(t)
@@ -366,6 +368,7 @@ func TestParityBackendDown(t *testing.T) {
 				t.Errorf("ready report does not name storage as down: %v", res.body)
 			}
 			bodies[name], _ = in.normalize(res.body).(map[string]any)
+			msgs[name] = res.msg
 			if g, ok := tr.(*grpcTransport); ok {
 				resp, err := healthpb.NewHealthClient(g.conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
 				if err != nil {
@@ -379,6 +382,9 @@ func TestParityBackendDown(t *testing.T) {
 	}
 	if !reflect.DeepEqual(bodies["rest"], bodies["grpc"]) {
 		t.Errorf("ready reports differ\n REST %v\n gRPC %v", bodies["rest"], bodies["grpc"])
+	}
+	if msgs["rest"] != msgs["grpc"] || !strings.Contains(msgs["rest"], "storage") {
+		t.Errorf("not-ready sentences: REST %q, gRPC %q (want equal, naming storage)", msgs["rest"], msgs["grpc"])
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -58,7 +60,76 @@ func decode(c *gin.Context, dst any, optional bool) bool {
 		badRequest(c, "the request body must hold exactly one JSON object")
 		return false
 	}
+	if msg := checkKeys(body, dst); msg != "" {
+		badRequest(c, msg)
+		return false
+	}
 	return true
+}
+
+// checkKeys closes two gaps of encoding/json, which matches field names
+// case-insensitively and keeps the last of duplicate keys: either lets a
+// proxy or log that reads the body see other values than we do. It
+// rejects duplicate keys in any object and, in the top-level object, any
+// key that is not exactly a field name of dst. body is known to be one
+// well-formed JSON value. It returns "" or the sentence to answer with.
+func checkKeys(body []byte, dst any) string {
+	names := map[string]bool{}
+	if t := reflect.TypeOf(dst); t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		for f := range t.Elem().Fields() {
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				names[name] = true
+			}
+		}
+	}
+	type frame struct {
+		keys      map[string]bool // nil for an array
+		expectKey bool
+	}
+	var stack []*frame
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return "" // io.EOF: the whole value was read
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if top != nil && top.keys != nil && top.expectKey && tok != json.Delim('}') {
+			key, _ := tok.(string)
+			show := strconv.Quote(key)
+			if len(show) > 66 {
+				show = "with a long name"
+			}
+			if top.keys[key] {
+				return "duplicate field " + show
+			}
+			if len(stack) == 1 && !names[key] {
+				return "unknown field " + show + " (field names are case-sensitive)"
+			}
+			top.keys[key] = true
+			top.expectKey = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, expectKey: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended; the enclosing object expects its next key.
+		if len(stack) > 0 {
+			if p := stack[len(stack)-1]; p.keys != nil {
+				p.expectKey = true
+			}
+		}
+	}
 }
 
 func isJSONContentType(v string) bool {

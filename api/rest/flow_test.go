@@ -3,6 +3,7 @@ package rest_test
 import (
 	"bytes"
 	"encoding/base32"
+	"fmt"
 	"net/url"
 	"strings"
 	"testing"
@@ -82,7 +83,11 @@ func TestFullFlow(t *testing.T) {
 
 	// Service tokens.
 	mustStatus(t, "issue for human", e.do("POST", "/v1/token/issue", admin, map[string]any{"account_id": bobID}), 400, "invalid_request")
-	mustStatus(t, "issue huge ttl", e.do("POST", "/v1/token/issue", admin, map[string]any{"account_id": svcID, "ttl_seconds": int64(1) << 62}), 400, "invalid_request")
+	r = e.do("POST", "/v1/token/issue", admin, map[string]any{"account_id": svcID, "ttl_seconds": int64(1) << 62})
+	mustStatus(t, "issue huge ttl", r, 400, "invalid_request")
+	if msg := fmt.Sprint(r.json(t)["error"]); !strings.Contains(msg, "between 1 second and") {
+		t.Fatalf("issue huge ttl: error %q does not give the allowed range", msg)
+	}
 	mustStatus(t, "issue negative ttl", e.do("POST", "/v1/token/issue", admin, map[string]any{"account_id": svcID, "ttl_seconds": -5}), 400, "invalid_request")
 	r = e.do("POST", "/v1/token/issue", admin, map[string]any{"account_id": svcID, "ttl_seconds": 600, "audience": "billing"})
 	mustStatus(t, "issue", r, 200, "")

@@ -3,7 +3,9 @@ package rest
 import (
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -20,9 +22,18 @@ func (s *Server) health(c *gin.Context) {
 }
 
 type backendView struct {
-	Name   string `json:"name"`
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	Name   string      `json:"name"`
+	Status string      `json:"status"`
+	Error  string      `json:"error,omitempty"`
+	Plugin *pluginView `json:"plugin,omitempty"`
+}
+
+type pluginView struct {
+	Name      string `json:"name"`
+	Status    string `json:"status"`
+	PID       int    `json:"pid,omitempty"`
+	Restarts  int    `json:"restarts"`
+	LastCrash string `json:"last_crash,omitempty"`
 }
 
 func (s *Server) ready(c *gin.Context) {
@@ -33,13 +44,30 @@ func (s *Server) ready(c *gin.Context) {
 		if !b.Up {
 			v.Status, v.Error = "down", b.Error
 		}
+		if p := b.Plugin; p != nil {
+			v.Plugin = &pluginView{Name: p.Name, Status: "up", PID: p.PID, Restarts: p.Restarts, LastCrash: p.LastError}
+			if !p.Up {
+				v.Plugin.Status = "down"
+			}
+		}
 		backends[role] = v
 	}
-	status, code := "ready", http.StatusOK
-	if !r.Ready {
-		status, code = "unavailable", http.StatusServiceUnavailable
+	if r.Ready {
+		c.JSON(http.StatusOK, gin.H{"status": "ready", "backends": backends})
+		return
 	}
-	c.JSON(code, gin.H{"status": status, "backends": backends})
+	var down []string
+	for role, b := range backends {
+		if b.Status != "up" {
+			down = append(down, role)
+		}
+	}
+	slices.Sort(down)
+	// The report, plus the error and code every non-2xx answer carries.
+	c.JSON(http.StatusServiceUnavailable, gin.H{
+		"status": "unavailable", "backends": backends,
+		"error": "not ready: " + strings.Join(down, ", ") + " unavailable", "code": "unavailable",
+	})
 }
 
 func (s *Server) publicKey(c *gin.Context) {
@@ -386,12 +414,18 @@ func (s *Server) issueToken(c *gin.Context) {
 	}
 	var ttl time.Duration
 	if req.TTLSeconds != nil {
-		// Bound before converting so the multiplication cannot overflow.
-		if *req.TTLSeconds <= 0 || *req.TTLSeconds > math.MaxInt64/int64(time.Second) {
+		// Bound before converting so the multiplication cannot overflow;
+		// a value past any Duration is clamped, and core then refuses it
+		// with the allowed range.
+		switch n := *req.TTLSeconds; {
+		case n <= 0:
 			badRequest(c, "ttl_seconds must be a positive number of seconds")
 			return
+		case n > math.MaxInt64/int64(time.Second):
+			ttl = time.Duration(math.MaxInt64)
+		default:
+			ttl = time.Duration(n) * time.Second
 		}
-		ttl = time.Duration(*req.TTLSeconds) * time.Second
 	}
 	tok, err := s.svc.IssueServiceToken(c.Request.Context(), caller(c), req.AccountID, ttl, req.Audience)
 	if err != nil {

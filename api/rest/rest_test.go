@@ -47,6 +47,24 @@ func TestPublicRoutes(t *testing.T) {
 	}
 }
 
+// TestReadyDown: the 503 of /v1/ready names the backend that is down and,
+// like every non-2xx answer, carries the contract's error and code.
+func TestReadyDown(t *testing.T) {
+	e := newEnv(t, rest.Config{})
+	if err := e.store.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("GET", "/v1/ready", "", nil)
+	mustStatus(t, "ready with storage down", r, 503, "unavailable")
+	m := r.json(t)
+	if m["status"] != "unavailable" || !strings.Contains(fmt.Sprint(m["error"]), "storage") {
+		t.Fatalf("ready body %s", r.body)
+	}
+	if b, _ := m["backends"].(map[string]any)["storage"].(map[string]any); b["status"] != "down" {
+		t.Fatalf("ready body %s", r.body)
+	}
+}
+
 func TestStrictJSON(t *testing.T) {
 	e := newEnv(t, rest.Config{MaxBodyBytes: 4096})
 	login := "/v1/auth/login"
@@ -58,6 +76,11 @@ func TestStrictJSON(t *testing.T) {
 		code    string
 	}{
 		{"case=unknown field", `{"username":"admin","password":"x","role":"admin"}`, nil, 400, "invalid_request"},
+		// Valid credentials, so only the strictness check can refuse them:
+		// encoding/json matches names case-insensitively and keeps the
+		// last duplicate, so two parsers could read one body differently.
+		{"case=field name in another case", `{"Username":"` + adminUser + `","PASSWORD":"` + adminPass + `"}`, nil, 400, "invalid_request"},
+		{"case=duplicate field", `{"username":"nobody","username":"` + adminUser + `","password":"` + adminPass + `"}`, nil, 400, "invalid_request"},
 		{"case=trailing data", `{"username":"admin","password":"x"} {"a":1}`, nil, 400, "invalid_request"},
 		{"case=trailing garbage", `{"username":"admin","password":"x"}garbage`, nil, 400, "invalid_request"},
 		{"case=malformed", `{"username":`, nil, 400, "invalid_request"},

@@ -75,9 +75,10 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	if err != nil {
 		return nil, err
 	}
+	pluginDir := filepath.Join(filepath.Dir(bin), "plugins")
 	// -grpc "": no gRPC listener; this benchmark is REST's (grpcload
 	// measures gRPC).
-	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr, "-grpc", "").CombinedOutput()
+	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr, "-grpc", "", "-plugins", pluginDir).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("mciassrv init: %w\n%s", err, out)
 	}
@@ -87,10 +88,14 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	if err != nil {
 		return nil, err
 	}
-	cfg := setTOML(string(raw), []tomlTable{
+	tables := []tomlTable{
 		{"login", []tomlKV{{"rate_per_minute", "1e9"}, {"burst", "1000000"}}},
 		{"log", []tomlKV{{"level", `"warn"`}}},
-	})
+	}
+	if o.plugins {
+		tables = append(tables, tomlTable{"plugins", []tomlKV{{"builtins", `"subprocess"`}}})
+	}
+	cfg := setTOML(string(raw), tables)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

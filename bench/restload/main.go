@@ -53,6 +53,9 @@ type options struct {
 	rounds   int
 	logins   int
 	keep     bool
+	// plugins runs every backend as a subprocess plugin
+	// (plugins.builtins = "subprocess", binaries from bin/plugins).
+	plugins bool
 }
 
 func main() {
@@ -78,8 +81,9 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.rounds, "rounds", 2, "validation rounds per target (bare and mcias alternate)")
 	fs.IntVar(&o.logins, "logins", 20, "sequential logins (and sequential bare hashes) for the latency comparison")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary instance directory")
+	fs.BoolVar(&o.plugins, "plugins", false, "run every backend as a subprocess plugin (BIN/plugins, make build)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
+		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

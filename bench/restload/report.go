@@ -53,8 +53,13 @@ func writeReport(w io.Writer, o options, r *results) {
 	fmt.Fprintf(w, "| cores | %d (load generator, server and ceiling share them) |\n", m.cores)
 	fmt.Fprintf(w, "| Go | %s |\n", m.goVersion)
 	fmt.Fprintf(w, "| OS | %s |\n", m.kernel)
-	fmt.Fprintf(w, "| run | `-c %d -d %s -rounds %d -logins %d`, warm-up %s; argon2id t=%d m=%d KiB p=%d |\n\n",
+	fmt.Fprintf(w, "| run | `-c %d -d %s -rounds %d -logins %d`, warm-up %s; argon2id t=%d m=%d KiB p=%d |\n",
 		o.clients, o.duration, o.rounds, o.logins, o.warmup, a.Time, a.MemoryKiB, a.Threads)
+	backends := "in-process (sqlite, local, file)"
+	if o.plugins {
+		backends = "every one a subprocess plugin (`-plugins`: sqlite, local, file over go-plugin gRPC)"
+	}
+	fmt.Fprintf(w, "| backends | %s |\n\n", backends)
 
 	fmt.Fprintln(w, "| measure | MCIAS | ceiling | MCIAS / ceiling |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|")

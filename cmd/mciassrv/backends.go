@@ -10,6 +10,7 @@ import (
 	"github.com/metacircular/mcias/backends/audit/file"
 	"github.com/metacircular/mcias/backends/custody/local"
 	"github.com/metacircular/mcias/backends/storage/sqlite"
+	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/custody"
 	"github.com/metacircular/mcias/sdk/storage"
@@ -46,17 +47,50 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// open picks the factory for uri's scheme; the config check has already
-// refused unknown schemes, so a miss here is a bug.
-func open[T any, F ~func(context.Context, string, *slog.Logger) (T, error)](ctx context.Context, table map[string]F, uri string, logger *slog.Logger) (T, error) {
+// opener starts a backend as a supervised plugin (a pluginhost.Host
+// method).
+type opener[T any] func(ctx context.Context, p pluginhost.Plugin, uri string) (T, error)
+
+// open loads the backend bc names: a builtin in-process, or a catalog
+// plugin as a subprocess (plugin:NAME, or a builtin scheme when
+// plugins.builtins is "subprocess"). The config check has already refused
+// unknown schemes and names, so a miss here is a bug.
+func open[T any, F ~func(context.Context, string, *slog.Logger) (T, error)](ctx context.Context, table map[string]F, bc BackendConfig, pc PluginsConfig, start opener[T], logger *slog.Logger) (T, error) {
 	var zero T
-	u, err := url.Parse(uri)
+	u, err := url.Parse(bc.URI)
 	if err != nil {
-		return zero, fmt.Errorf("backend uri %q: %w", uri, err)
+		return zero, fmt.Errorf("backend uri %q: %w", bc.URI, err)
+	}
+	name, uri := "", bc.URI
+	switch {
+	case u.Scheme == pluginScheme:
+		name, uri = u.Opaque, bc.Config
+	case pc.Builtins == builtinsSubprocess:
+		name = u.Scheme
+	}
+	if name != "" {
+		for _, e := range pc.Catalog {
+			if e.Name == name {
+				return start(ctx, pluginhost.Plugin{Name: e.Name, Path: e.Path, SHA256: e.SHA256, Env: e.Env}, uri)
+			}
+		}
+		return zero, fmt.Errorf("no plugin %q in the catalog", name)
 	}
 	f, ok := table[u.Scheme]
 	if !ok {
 		return zero, fmt.Errorf("no backend for scheme %q", u.Scheme)
 	}
-	return f(ctx, uri, logger)
+	return f(ctx, bc.URI, logger)
+}
+
+// hostOptions turns the [plugins] section into supervision options.
+func hostOptions(pc PluginsConfig) pluginhost.Options {
+	return pluginhost.Options{
+		CallTimeout:    pc.CallTimeout.Duration,
+		StartTimeout:   pc.StartTimeout.Duration,
+		HealthInterval: pc.HealthInterval.Duration,
+		HealthTimeout:  pc.HealthTimeout.Duration,
+		FailThreshold:  pc.FailThreshold,
+		BackoffMax:     pc.BackoffMax.Duration,
+	}
 }

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -28,6 +31,7 @@ type Config struct {
 	Password PasswordConfig `toml:"password"`
 	Login    LoginConfig    `toml:"login"`
 	Log      LogConfig      `toml:"log"`
+	Plugins  PluginsConfig  `toml:"plugins"`
 }
 
 type ServerConfig struct {
@@ -50,7 +54,34 @@ type TLSConfig struct {
 }
 
 type BackendConfig struct {
+	// URI names the backend: a builtin scheme runs in-process (or in the
+	// catalog plugin of that name when plugins.builtins is
+	// "subprocess"); plugin:NAME runs the catalog plugin NAME.
 	URI string `toml:"uri"`
+	// Config is the URI a plugin:NAME backend opens inside the plugin.
+	Config string `toml:"config"`
+}
+
+// PluginsConfig is the plugin catalog and how plugins are supervised.
+type PluginsConfig struct {
+	// Builtins: "in-process" (default) or "subprocess", which runs every
+	// builtin-scheme backend in the catalog plugin named after its scheme.
+	Builtins       string         `toml:"builtins"`
+	CallTimeout    Duration       `toml:"call_timeout"`
+	StartTimeout   Duration       `toml:"start_timeout"`
+	HealthInterval Duration       `toml:"health_interval"`
+	HealthTimeout  Duration       `toml:"health_timeout"`
+	FailThreshold  int            `toml:"fail_threshold"`
+	BackoffMax     Duration       `toml:"backoff_max"`
+	Catalog        []CatalogEntry `toml:"catalog"`
+}
+
+// CatalogEntry is one plugin binary the server may run.
+type CatalogEntry struct {
+	Name   string   `toml:"name"`
+	Path   string   `toml:"path"`
+	SHA256 string   `toml:"sha256"`
+	Env    []string `toml:"env"`
 }
 
 type AuditConfig struct {
@@ -125,6 +156,15 @@ func defaultConfig() Config {
 		},
 		Login: LoginConfig{RatePerMinute: 30, Burst: 10},
 		Log:   LogConfig{Level: "info", Format: "json"},
+		Plugins: PluginsConfig{
+			Builtins:       builtinsInProcess,
+			CallTimeout:    Duration{5 * time.Second},
+			StartTimeout:   Duration{10 * time.Second},
+			HealthInterval: Duration{500 * time.Millisecond},
+			HealthTimeout:  Duration{time.Second},
+			FailThreshold:  3,
+			BackoffMax:     Duration{5 * time.Second},
+		},
 	}
 }
 
@@ -197,11 +237,7 @@ func (c *Config) validate(known knownSchemes) error {
 	if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
 		add("tls.cert_file and tls.key_file are required (run `mciassrv init` for a development certificate)")
 	}
-	checkScheme(add, "storage.uri", c.Storage.URI, known.storage)
-	checkScheme(add, "custody.uri", c.Custody.URI, known.custody)
-	for i, s := range c.Audit.Sinks {
-		checkScheme(add, fmt.Sprintf("audit.sinks[%d].uri", i), s.URI, known.audit)
-	}
+	c.validatePlugins(add, known)
 	if c.Tokens.Issuer == "" {
 		add("tokens.issuer is required (the iss claim, e.g. \"https://mcias.example.org\")")
 	}
@@ -248,22 +284,102 @@ func (c *Config) passwordParams() password.Params {
 	}
 }
 
-func checkScheme(add func(string, ...any), key, uri string, known []string) {
+const (
+	builtinsInProcess  = "in-process"
+	builtinsSubprocess = "subprocess"
+	pluginScheme       = "plugin"
+)
+
+var pluginNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+func (c *Config) validatePlugins(add func(string, ...any), known knownSchemes) {
+	p := c.Plugins
+	if p.Builtins != builtinsInProcess && p.Builtins != builtinsSubprocess {
+		add("plugins.builtins must be %q or %q", builtinsInProcess, builtinsSubprocess)
+	}
+	for name, d := range map[string]Duration{
+		"plugins.call_timeout": p.CallTimeout, "plugins.start_timeout": p.StartTimeout,
+		"plugins.health_interval": p.HealthInterval, "plugins.health_timeout": p.HealthTimeout,
+		"plugins.backoff_max": p.BackoffMax,
+	} {
+		if d.Duration <= 0 {
+			add("%s must be positive", name)
+		}
+	}
+	if p.FailThreshold < 1 {
+		add("plugins.fail_threshold must be at least 1")
+	}
+	names := map[string]bool{}
+	for i, e := range p.Catalog {
+		key := fmt.Sprintf("plugins.catalog[%d]", i)
+		switch {
+		case !pluginNameRE.MatchString(e.Name):
+			add("%s.name %q must match %s", key, e.Name, pluginNameRE)
+		case names[e.Name]:
+			add("%s.name %q appears twice in the catalog", key, e.Name)
+		}
+		names[e.Name] = true
+		if fi, err := os.Stat(e.Path); err != nil {
+			add("%s.path: %v", key, err)
+		} else if !fi.Mode().IsRegular() {
+			add("%s.path %s is not a regular file", key, e.Path)
+		}
+		if b, err := hex.DecodeString(e.SHA256); err != nil || len(b) != sha256.Size {
+			add("%s.sha256 must be the 64 hex digits of the binary's SHA-256 (sha256sum %s)", key, e.Path)
+		}
+		for _, v := range e.Env {
+			if v == "" || strings.ContainsAny(v, "= ") {
+				add("%s.env: %q is not an environment variable name", key, v)
+			}
+		}
+	}
+	check := func(key string, b BackendConfig, builtin []string) {
+		scheme := checkScheme(add, key+".uri", b.URI, append([]string{pluginScheme}, builtin...))
+		switch {
+		case scheme == pluginScheme:
+			name := strings.TrimPrefix(b.URI, pluginScheme+":")
+			if !names[name] {
+				add("%s.uri %q: no plugin %q in plugins.catalog", key, b.URI, name)
+			}
+			if b.Config == "" {
+				add("%s.config is required with a plugin: uri (the URI the plugin opens)", key)
+			}
+		case scheme == "":
+		default:
+			if b.Config != "" {
+				add("%s.config is only for plugin: uris", key)
+			}
+			if p.Builtins == builtinsSubprocess && !names[scheme] {
+				add("%s.uri: plugins.builtins is %q but plugins.catalog has no plugin named %q", key, builtinsSubprocess, scheme)
+			}
+		}
+	}
+	check("storage", c.Storage, known.storage)
+	check("custody", c.Custody, known.custody)
+	for i, s := range c.Audit.Sinks {
+		check(fmt.Sprintf("audit.sinks[%d]", i), s, known.audit)
+	}
+}
+
+// checkScheme returns uri's scheme when it is one of known, else "" after
+// reporting why.
+func checkScheme(add func(string, ...any), key, uri string, known []string) string {
 	if uri == "" {
 		add("%s is required (known schemes: %s)", key, strings.Join(known, ", "))
-		return
+		return ""
 	}
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
 		add("%s %q is not a URI of the form scheme:... (known schemes: %s)", key, uri, strings.Join(known, ", "))
-		return
+		return ""
 	}
 	for _, k := range known {
 		if u.Scheme == k {
-			return
+			return k
 		}
 	}
 	sorted := append([]string(nil), known...)
 	sort.Strings(sorted)
 	add("%s: unknown scheme %q (known schemes: %s)", key, u.Scheme, strings.Join(sorted, ", "))
+	return ""
 }

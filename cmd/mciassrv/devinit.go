@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -15,7 +17,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/metacircular/mcias/backends/custody/local"
 )
@@ -24,7 +29,13 @@ import (
 // a throwaway CA and a certificate for 127.0.0.1/::1/localhost, and a
 // config that uses them. Existing files are kept, so it is safe to run
 // before every start.
-func devInit(dir, listen, grpcAddr string, out io.Writer) (configPath string, err error) {
+//
+// When pluginDir holds the builtin plugin binaries (make build puts them
+// in bin/plugins), the config gets a catalog pinning their SHA-256, so
+// plugins.builtins = "subprocess" runs every backend as a plugin; on later
+// runs the pins of that development catalog follow rebuilt binaries.
+// grpcAddr is the gRPC listener's address; empty writes none.
+func devInit(dir, listen, grpcAddr, pluginDir string, out io.Writer) (configPath string, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
@@ -45,16 +56,101 @@ func devInit(dir, listen, grpcAddr string, out io.Writer) (configPath string, er
 		fmt.Fprintf(out, "created %s (development CA: trust it with --cacert or -ca)\n", caFile)
 	}
 	configPath = filepath.Join(dir, "mcias.toml")
-	if !exists(configPath) {
-		cfg := fmt.Sprintf(devConfigTemplate, listen, grpcAddr, certFile, certKey,
-			filepath.Join(dir, "mcias.db"), filepath.Join(dir, "keys"), keyFile,
-			filepath.Join(dir, "audit.jsonl"), listen)
-		if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
-			return "", fmt.Errorf("init: %w", err)
-		}
-		fmt.Fprintf(out, "created %s\n", configPath)
+	if exists(configPath) {
+		return configPath, repinDevPlugins(configPath, pluginDir, out)
 	}
+	catalog, err := devCatalog(pluginDir)
+	if err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	cfg := fmt.Sprintf(devConfigTemplate, listen, grpcAddr, certFile, certKey,
+		filepath.Join(dir, "mcias.db"), filepath.Join(dir, "keys"), keyFile,
+		filepath.Join(dir, "audit.jsonl"), listen, catalog)
+	if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
+		return "", fmt.Errorf("init: %w", err)
+	}
+	fmt.Fprintf(out, "created %s\n", configPath)
 	return configPath, nil
+}
+
+// devPlugins are the builtin backends' plugin binaries, by catalog name
+// (the URI scheme each serves).
+var devPlugins = []struct{ name, file string }{
+	{"sqlite", "mcias-plugin-sqlite"},
+	{"local", "mcias-plugin-local"},
+	{"file", "mcias-plugin-file"},
+}
+
+// devCatalog returns the [[plugins.catalog]] entries for the builtin
+// plugin binaries found in pluginDir, pinned to their current SHA-256.
+func devCatalog(pluginDir string) (string, error) {
+	var b strings.Builder
+	for _, p := range devPlugins {
+		path := filepath.Join(pluginDir, p.file)
+		if !exists(path) {
+			continue
+		}
+		sum, err := fileSHA256(path)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(&b, "\n[[plugins.catalog]]\nname = %q\npath = %q\nsha256 = %q\n", p.name, path, sum)
+	}
+	return b.String(), nil
+}
+
+// repinDevPlugins updates the pins of catalog entries that point at the
+// development plugin binaries when those were rebuilt. Only init does
+// this, only for its own development layout; a production catalog is
+// pinned by its operator.
+func repinDevPlugins(configPath, pluginDir string, out io.Writer) error {
+	raw, err := os.ReadFile(configPath)
+	if err != nil {
+		return fmt.Errorf("init: %w", err)
+	}
+	var cfg struct {
+		Plugins struct {
+			Catalog []CatalogEntry `toml:"catalog"`
+		} `toml:"plugins"`
+	}
+	if err := toml.Unmarshal(raw, &cfg); err != nil {
+		return nil // not ours to fix; serve reports the error
+	}
+	text := string(raw)
+	for _, e := range cfg.Plugins.Catalog {
+		dev := false
+		for _, p := range devPlugins {
+			dev = dev || e.Path == filepath.Join(pluginDir, p.file)
+		}
+		if !dev || !exists(e.Path) || e.SHA256 == "" {
+			continue
+		}
+		sum, err := fileSHA256(e.Path)
+		if err != nil {
+			return fmt.Errorf("init: %w", err)
+		}
+		if sum != e.SHA256 {
+			text = strings.ReplaceAll(text, fmt.Sprintf("sha256 = %q", e.SHA256), fmt.Sprintf("sha256 = %q", sum))
+			fmt.Fprintf(out, "re-pinned development plugin %s (rebuilt) in %s\n", e.Name, configPath)
+		}
+	}
+	if text == string(raw) {
+		return nil
+	}
+	return os.WriteFile(configPath, []byte(text), 0o600)
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 const devConfigTemplate = `# MCIAS development configuration, written by "mciassrv init".
@@ -83,7 +179,13 @@ ttl = "1h"
 
 [log]
 format = "text"
-`
+
+[plugins]
+# "in-process" runs the backends above inside mciassrv. "subprocess" runs
+# each in the catalog plugin named after its scheme (sqlite, local, file):
+# a separate process over gRPC, supervised and restarted by mciassrv.
+builtins = "in-process"
+%s`
 
 func exists(path string) bool {
 	_, err := os.Stat(path)

@@ -3,7 +3,7 @@
 // API and (with server.grpc_addr) the gRPC API over TLS, with one
 // certificate, until SIGTERM or SIGINT.
 //
-//	mciassrv init [-dir run] [-listen 127.0.0.1:8443] [-grpc 127.0.0.1:9443]
+//	mciassrv init [-dir run] [-listen addr] [-grpc addr] [-plugins bin/plugins]
 //	                                                     lay out a development instance
 //	mciassrv [serve] -config FILE                        run the server
 //	mciassrv check-config -config FILE                   validate a config and exit
@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,6 +36,7 @@ import (
 	grpcapi "github.com/metacircular/mcias/api/grpc"
 	"github.com/metacircular/mcias/api/rest"
 	"github.com/metacircular/mcias/core"
+	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk/audit"
 )
 
@@ -53,11 +55,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs.SetOutput(stderr)
 		dir := fs.String("dir", "run", "directory for the development instance")
 		listen := fs.String("listen", "127.0.0.1:8443", "address the REST API will listen on")
-		grpcAddr := fs.String("grpc", "127.0.0.1:9443", "address the gRPC API will listen on")
+		grpcAddr := fs.String("grpc", "127.0.0.1:9443", `address the gRPC API will listen on ("" for none)`)
+		plugins := fs.String("plugins", filepath.Join("bin", "plugins"), "directory of the builtin plugin binaries (make build)")
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
-		path, err := devInit(*dir, *listen, *grpcAddr, stdout)
+		path, err := devInit(*dir, *listen, *grpcAddr, *plugins, stdout)
 		if err != nil {
 			fmt.Fprintln(stderr, "mciassrv:", err)
 			return 1
@@ -114,19 +117,23 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	store, err := open(ctx, storageBackends, cfg.Storage.URI, logger.With("backend", "storage"))
+	host := pluginhost.New(hostOptions(cfg.Plugins), logger)
+	// Registered first, so it runs last: every backend's own Close has
+	// already stopped its plugin; this catches any a failed start left.
+	defer host.Close(context.Background())
+	store, err := open(ctx, storageBackends, cfg.Storage, cfg.Plugins, host.Storage, logger.With("backend", "storage"))
 	if err != nil {
 		return fmt.Errorf("storage: %w", err)
 	}
 	defer closeLogged(logger, "storage", store.Close)
-	custodian, err := open(ctx, custodyBackends, cfg.Custody.URI, logger.With("backend", "custody"))
+	custodian, err := open(ctx, custodyBackends, cfg.Custody, cfg.Plugins, host.Custodian, logger.With("backend", "custody"))
 	if err != nil {
 		return fmt.Errorf("custody: %w", err)
 	}
 	defer closeLogged(logger, "custody", custodian.Close)
 	var sinks []audit.Sink
 	for _, sc := range cfg.Audit.Sinks {
-		sink, err := open(ctx, auditSinks, sc.URI, logger.With("backend", "audit"))
+		sink, err := open(ctx, auditSinks, sc, cfg.Plugins, host.Sink, logger.With("backend", "audit"))
 		if err != nil {
 			return fmt.Errorf("audit sink: %w", err)
 		}
@@ -148,6 +155,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		return fmt.Errorf("core: %w", err)
 	}
 	defer closeLogged(logger, "core", svc.Close)
+	// Plugin events are queued until now: stored after core has read the
+	// audit feed's position, the sinks get them too.
+	host.RecordTo(store.Audit().AppendEvent)
 
 	if err := bootstrapAdmin(ctx, svc, stderr); err != nil {
 		return err

@@ -137,6 +137,16 @@ func check(p pkg) []string {
 			slices.Sort(names)
 			bad("plugin %s wraps more than one backend: %s", own, strings.Join(names, ", "))
 		}
+		// The plugin's main package itself is a thin main: it serves
+		// exactly one backend through sdk/plugin.
+		if self == own {
+			if len(backends) == 0 {
+				bad("plugin %s serves no backend; it must import exactly one under backends/", own)
+			}
+			if !slices.Contains(deps, "sdk/plugin") {
+				bad("plugin %s must serve its backend through sdk/plugin", own)
+			}
+		}
 	case under(self, "core"):
 		forbidUnder("core reaches backends only through sdk interfaces", "backends", "api", "cmd", "plugins")
 		for _, d := range p.Deps {
@@ -232,7 +242,7 @@ func TestImportRules(t *testing.T) {
 
 	// Guard against a vacuous pass: the listing must include packages we
 	// know exist in each module.
-	for _, want := range []string{root + "/core/password", root + "/sdk/custody"} {
+	for _, want := range []string{root + "/core/password", root + "/sdk/custody", root + "/plugins/sqlite", root + "/sdk/plugin"} {
 		if !slices.ContainsFunc(all, func(p pkg) bool { return p.Path == want }) {
 			t.Fatalf("go list did not report %s; the test is not seeing the tree", want)
 		}
@@ -270,8 +280,11 @@ func TestRulesCatchViolations(t *testing.T) {
 		{"backend imports internal", pkg{Path: r("backends/audit/file"), Deps: []string{r("internal/util")}}, true},
 		// plugins
 		{"plugin wraps one backend", pkg{Path: r("plugins/sqlite"), Deps: []string{r("sdk/plugin"), r("backends/storage/sqlite"), r("backends/storage/sqlite/migrations")}}, false},
-		{"plugin wraps two backends", pkg{Path: r("plugins/sqlite"), Deps: []string{r("backends/storage/sqlite"), r("backends/custody/local")}}, true},
-		{"plugin imports core", pkg{Path: r("plugins/sqlite"), Deps: []string{r("core")}}, true},
+		{"plugin wraps two backends", pkg{Path: r("plugins/sqlite"), Deps: []string{r("sdk/plugin"), r("backends/storage/sqlite"), r("backends/custody/local")}}, true},
+		{"plugin wraps no backend", pkg{Path: r("plugins/sqlite"), Deps: []string{r("sdk/plugin"), r("sdk/storage")}}, true},
+		{"plugin bypasses sdk/plugin", pkg{Path: r("plugins/sqlite"), Deps: []string{r("sdk"), r("backends/storage/sqlite")}}, true},
+		{"plugin imports core", pkg{Path: r("plugins/sqlite"), Deps: []string{r("sdk/plugin"), r("backends/storage/sqlite"), r("core")}}, true},
+		{"plugin imports internal", pkg{Path: r("plugins/sqlite"), Deps: []string{r("sdk/plugin"), r("backends/storage/sqlite"), r("internal/plugintest")}}, true},
 		// core
 		{"core imports sdk and own", pkg{Path: r("core"), Deps: []string{r("sdk"), r("core/password"), "github.com/golang-jwt/jwt/v5"}}, false},
 		{"core imports backend", pkg{Path: r("core"), Deps: []string{r("backends/storage/sqlite")}}, true},

@@ -8,7 +8,9 @@
 //     the only thing a plugin author imports).
 //   - backends/<kind>/<name>/...: sdk and its own subtree only; never
 //     core, api, cmd, plugins, internal or another backend.
-//   - plugins/<name>/...: sdk, its own subtree and at most one backend.
+//   - plugins/<name>/...: sdk, its own subtree and at most one backend;
+//     the main package plugins/<name> imports sdk/plugin and exactly one
+//     backend (a thin main, no logic).
 //   - core/...: never backends, api, cmd or plugins; never Gin (even
 //     indirectly); never google.golang.org/grpc directly (plugin hosting
 //     goes through sdk/plugin).

@@ -101,7 +101,8 @@ type AccountStore interface {
 	// UpdateAccount replaces the mutable fields (Username, Skeleton,
 	// Status, PasswordHash, Roles, TOTP fields, UpdatedAt) of the account
 	// whose ID and Version match a, stores ev, and applies opts, all
-	// atomically. It returns the stored account with Version+1.
+	// atomically; an update to Status Deleted also removes the account's
+	// Postgres credential. It returns the stored account with Version+1.
 	// sdk.ErrNotFound when no such ID, sdk.ErrConflict when the version
 	// moved on or a uniqueness rule breaks, sdk.ErrPrecondition when a
 	// guard fails. Nothing changes on error.

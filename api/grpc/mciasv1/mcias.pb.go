@@ -156,10 +156,12 @@ func (*ReadyRequest) Descriptor() ([]byte, []int) {
 }
 
 type BackendStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // backend name: "sqlite", "local", "file"
-	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "up" or "down"
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`   // short, client-safe reason when down
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // backend name: "sqlite", "local", "file"
+	Status string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "up" or "down"
+	Error  string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`   // short, client-safe reason when down
+	// Set when the backend runs as a supervised plugin subprocess.
+	Plugin        *PluginStatus `protobuf:"bytes,4,opt,name=plugin,proto3" json:"plugin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -215,6 +217,89 @@ func (x *BackendStatus) GetError() string {
 	return ""
 }
 
+func (x *BackendStatus) GetPlugin() *PluginStatus {
+	if x != nil {
+		return x.Plugin
+	}
+	return nil
+}
+
+type PluginStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // catalog name
+	Status        string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "up" or "down"
+	Pid           int64                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`      // 0 when not running
+	Restarts      int64                  `protobuf:"varint,4,opt,name=restarts,proto3" json:"restarts,omitempty"`
+	LastCrash     string                 `protobuf:"bytes,5,opt,name=last_crash,json=lastCrash,proto3" json:"last_crash,omitempty"` // short reason of the last crash, if any
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PluginStatus) Reset() {
+	*x = PluginStatus{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PluginStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PluginStatus) ProtoMessage() {}
+
+func (x *PluginStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
+func (*PluginStatus) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *PluginStatus) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PluginStatus) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *PluginStatus) GetPid() int64 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *PluginStatus) GetRestarts() int64 {
+	if x != nil {
+		return x.Restarts
+	}
+	return 0
+}
+
+func (x *PluginStatus) GetLastCrash() string {
+	if x != nil {
+		return x.LastCrash
+	}
+	return ""
+}
+
 type ReadyResponse struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Status string                 `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"` // "ready" or "unavailable"
@@ -226,7 +311,7 @@ type ReadyResponse struct {
 
 func (x *ReadyResponse) Reset() {
 	*x = ReadyResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +323,7 @@ func (x *ReadyResponse) String() string {
 func (*ReadyResponse) ProtoMessage() {}
 
 func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +336,7 @@ func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadyResponse.ProtoReflect.Descriptor instead.
 func (*ReadyResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{4}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReadyResponse) GetStatus() string {
@@ -276,7 +361,7 @@ type GetPublicKeyRequest struct {
 
 func (x *GetPublicKeyRequest) Reset() {
 	*x = GetPublicKeyRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +373,7 @@ func (x *GetPublicKeyRequest) String() string {
 func (*GetPublicKeyRequest) ProtoMessage() {}
 
 func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +386,7 @@ func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{5}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{6}
 }
 
 type JWK struct {
@@ -318,7 +403,7 @@ type JWK struct {
 
 func (x *JWK) Reset() {
 	*x = JWK{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -330,7 +415,7 @@ func (x *JWK) String() string {
 func (*JWK) ProtoMessage() {}
 
 func (x *JWK) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -343,7 +428,7 @@ func (x *JWK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWK.ProtoReflect.Descriptor instead.
 func (*JWK) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{6}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *JWK) GetKty() string {
@@ -396,7 +481,7 @@ type GetJWKSRequest struct {
 
 func (x *GetJWKSRequest) Reset() {
 	*x = GetJWKSRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +493,7 @@ func (x *GetJWKSRequest) String() string {
 func (*GetJWKSRequest) ProtoMessage() {}
 
 func (x *GetJWKSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +506,7 @@ func (x *GetJWKSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJWKSRequest.ProtoReflect.Descriptor instead.
 func (*GetJWKSRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{7}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{8}
 }
 
 type GetJWKSResponse struct {
@@ -433,7 +518,7 @@ type GetJWKSResponse struct {
 
 func (x *GetJWKSResponse) Reset() {
 	*x = GetJWKSResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -445,7 +530,7 @@ func (x *GetJWKSResponse) String() string {
 func (*GetJWKSResponse) ProtoMessage() {}
 
 func (x *GetJWKSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -458,7 +543,7 @@ func (x *GetJWKSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJWKSResponse.ProtoReflect.Descriptor instead.
 func (*GetJWKSResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{8}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetJWKSResponse) GetKeys() []*JWK {
@@ -479,7 +564,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +576,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +589,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{9}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LoginRequest) GetUsername() string {
@@ -538,7 +623,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -550,7 +635,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -563,7 +648,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{10}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -588,7 +673,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +685,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +698,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
 }
 
 type LogoutResponse struct {
@@ -624,7 +709,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +721,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +734,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
 }
 
 type RenewRequest struct {
@@ -660,7 +745,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +757,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +770,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
 }
 
 type RenewResponse struct {
@@ -698,7 +783,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -710,7 +795,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -723,7 +808,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RenewResponse) GetToken() string {
@@ -748,7 +833,7 @@ type MeRequest struct {
 
 func (x *MeRequest) Reset() {
 	*x = MeRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -760,7 +845,7 @@ func (x *MeRequest) String() string {
 func (*MeRequest) ProtoMessage() {}
 
 func (x *MeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -773,7 +858,7 @@ func (x *MeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeRequest.ProtoReflect.Descriptor instead.
 func (*MeRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
 }
 
 type Account struct {
@@ -792,7 +877,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -804,7 +889,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -817,7 +902,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Account) GetId() string {
@@ -886,7 +971,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -898,7 +983,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -911,7 +996,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -936,7 +1021,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -948,7 +1033,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -961,7 +1046,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
 }
 
 type EnrollTOTPRequest struct {
@@ -972,7 +1057,7 @@ type EnrollTOTPRequest struct {
 
 func (x *EnrollTOTPRequest) Reset() {
 	*x = EnrollTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -984,7 +1069,7 @@ func (x *EnrollTOTPRequest) String() string {
 func (*EnrollTOTPRequest) ProtoMessage() {}
 
 func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -997,7 +1082,7 @@ func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPRequest.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
 }
 
 type EnrollTOTPResponse struct {
@@ -1010,7 +1095,7 @@ type EnrollTOTPResponse struct {
 
 func (x *EnrollTOTPResponse) Reset() {
 	*x = EnrollTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1107,7 @@ func (x *EnrollTOTPResponse) String() string {
 func (*EnrollTOTPResponse) ProtoMessage() {}
 
 func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1120,7 @@ func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPResponse.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EnrollTOTPResponse) GetSecret() string {
@@ -1061,7 +1146,7 @@ type ConfirmTOTPRequest struct {
 
 func (x *ConfirmTOTPRequest) Reset() {
 	*x = ConfirmTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1158,7 @@ func (x *ConfirmTOTPRequest) String() string {
 func (*ConfirmTOTPRequest) ProtoMessage() {}
 
 func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1171,7 @@ func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ConfirmTOTPRequest) GetCode() string {
@@ -1104,7 +1189,7 @@ type ConfirmTOTPResponse struct {
 
 func (x *ConfirmTOTPResponse) Reset() {
 	*x = ConfirmTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1201,7 @@ func (x *ConfirmTOTPResponse) String() string {
 func (*ConfirmTOTPResponse) ProtoMessage() {}
 
 func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1214,7 @@ func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
 }
 
 type RemoveTOTPRequest struct {
@@ -1141,7 +1226,7 @@ type RemoveTOTPRequest struct {
 
 func (x *RemoveTOTPRequest) Reset() {
 	*x = RemoveTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1153,7 +1238,7 @@ func (x *RemoveTOTPRequest) String() string {
 func (*RemoveTOTPRequest) ProtoMessage() {}
 
 func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1166,7 +1251,7 @@ func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveTOTPRequest) GetAccountId() string {
@@ -1184,7 +1269,7 @@ type RemoveTOTPResponse struct {
 
 func (x *RemoveTOTPResponse) Reset() {
 	*x = RemoveTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1281,7 @@ func (x *RemoveTOTPResponse) String() string {
 func (*RemoveTOTPResponse) ProtoMessage() {}
 
 func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1294,7 @@ func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
 }
 
 type ValidateTokenRequest struct {
@@ -1222,7 +1307,7 @@ type ValidateTokenRequest struct {
 
 func (x *ValidateTokenRequest) Reset() {
 	*x = ValidateTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1234,7 +1319,7 @@ func (x *ValidateTokenRequest) String() string {
 func (*ValidateTokenRequest) ProtoMessage() {}
 
 func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1247,7 +1332,7 @@ func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ValidateTokenRequest) GetToken() string {
@@ -1280,7 +1365,7 @@ type ValidateTokenResponse struct {
 
 func (x *ValidateTokenResponse) Reset() {
 	*x = ValidateTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1292,7 +1377,7 @@ func (x *ValidateTokenResponse) String() string {
 func (*ValidateTokenResponse) ProtoMessage() {}
 
 func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1305,7 +1390,7 @@ func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ValidateTokenResponse) GetValid() bool {
@@ -1369,7 +1454,7 @@ type IssueServiceTokenRequest struct {
 
 func (x *IssueServiceTokenRequest) Reset() {
 	*x = IssueServiceTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1381,7 +1466,7 @@ func (x *IssueServiceTokenRequest) String() string {
 func (*IssueServiceTokenRequest) ProtoMessage() {}
 
 func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1394,7 +1479,7 @@ func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IssueServiceTokenRequest) GetAccountId() string {
@@ -1428,7 +1513,7 @@ type IssueServiceTokenResponse struct {
 
 func (x *IssueServiceTokenResponse) Reset() {
 	*x = IssueServiceTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1525,7 @@ func (x *IssueServiceTokenResponse) String() string {
 func (*IssueServiceTokenResponse) ProtoMessage() {}
 
 func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1538,7 @@ func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IssueServiceTokenResponse) GetToken() string {
@@ -1479,7 +1564,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1576,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1589,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RevokeTokenRequest) GetJti() string {
@@ -1522,7 +1607,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1534,7 +1619,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1547,7 +1632,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
 }
 
 type ListAccountsRequest struct {
@@ -1563,7 +1648,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1660,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1673,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ListAccountsRequest) GetType() string {
@@ -1636,7 +1721,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1648,7 +1733,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1661,7 +1746,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -1689,7 +1774,7 @@ type CreateAccountRequest struct {
 
 func (x *CreateAccountRequest) Reset() {
 	*x = CreateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1701,7 +1786,7 @@ func (x *CreateAccountRequest) String() string {
 func (*CreateAccountRequest) ProtoMessage() {}
 
 func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1714,7 +1799,7 @@ func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CreateAccountRequest) GetUsername() string {
@@ -1747,7 +1832,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1844,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1857,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *GetAccountRequest) GetId() string {
@@ -1792,7 +1877,7 @@ type UpdateAccountRequest struct {
 
 func (x *UpdateAccountRequest) Reset() {
 	*x = UpdateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +1889,7 @@ func (x *UpdateAccountRequest) String() string {
 func (*UpdateAccountRequest) ProtoMessage() {}
 
 func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +1902,7 @@ func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAccountRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateAccountRequest) GetId() string {
@@ -1843,7 +1928,7 @@ type DeleteAccountRequest struct {
 
 func (x *DeleteAccountRequest) Reset() {
 	*x = DeleteAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1855,7 +1940,7 @@ func (x *DeleteAccountRequest) String() string {
 func (*DeleteAccountRequest) ProtoMessage() {}
 
 func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1868,7 +1953,7 @@ func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *DeleteAccountRequest) GetId() string {
@@ -1886,7 +1971,7 @@ type DeleteAccountResponse struct {
 
 func (x *DeleteAccountResponse) Reset() {
 	*x = DeleteAccountResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1898,7 +1983,7 @@ func (x *DeleteAccountResponse) String() string {
 func (*DeleteAccountResponse) ProtoMessage() {}
 
 func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1911,7 +1996,7 @@ func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
 }
 
 type SetPasswordRequest struct {
@@ -1924,7 +2009,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2021,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2034,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *SetPasswordRequest) GetId() string {
@@ -1974,7 +2059,7 @@ type SetPasswordResponse struct {
 
 func (x *SetPasswordResponse) Reset() {
 	*x = SetPasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1986,7 +2071,7 @@ func (x *SetPasswordResponse) String() string {
 func (*SetPasswordResponse) ProtoMessage() {}
 
 func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1999,7 +2084,7 @@ func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
 }
 
 type GetRolesRequest struct {
@@ -2011,7 +2096,7 @@ type GetRolesRequest struct {
 
 func (x *GetRolesRequest) Reset() {
 	*x = GetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2023,7 +2108,7 @@ func (x *GetRolesRequest) String() string {
 func (*GetRolesRequest) ProtoMessage() {}
 
 func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2036,7 +2121,7 @@ func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolesRequest.ProtoReflect.Descriptor instead.
 func (*GetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetRolesRequest) GetId() string {
@@ -2056,7 +2141,7 @@ type SetRolesRequest struct {
 
 func (x *SetRolesRequest) Reset() {
 	*x = SetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2153,7 @@ func (x *SetRolesRequest) String() string {
 func (*SetRolesRequest) ProtoMessage() {}
 
 func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2166,7 @@ func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRolesRequest.ProtoReflect.Descriptor instead.
 func (*SetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *SetRolesRequest) GetId() string {
@@ -2107,7 +2192,7 @@ type Roles struct {
 
 func (x *Roles) Reset() {
 	*x = Roles{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2119,7 +2204,7 @@ func (x *Roles) String() string {
 func (*Roles) ProtoMessage() {}
 
 func (x *Roles) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2132,7 +2217,7 @@ func (x *Roles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Roles.ProtoReflect.Descriptor instead.
 func (*Roles) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *Roles) GetRoles() []string {
@@ -2155,7 +2240,7 @@ type PGCreds struct {
 
 func (x *PGCreds) Reset() {
 	*x = PGCreds{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2167,7 +2252,7 @@ func (x *PGCreds) String() string {
 func (*PGCreds) ProtoMessage() {}
 
 func (x *PGCreds) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2180,7 +2265,7 @@ func (x *PGCreds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PGCreds.ProtoReflect.Descriptor instead.
 func (*PGCreds) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *PGCreds) GetHost() string {
@@ -2227,7 +2312,7 @@ type GetPGCredsRequest struct {
 
 func (x *GetPGCredsRequest) Reset() {
 	*x = GetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2239,7 +2324,7 @@ func (x *GetPGCredsRequest) String() string {
 func (*GetPGCredsRequest) ProtoMessage() {}
 
 func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2252,7 +2337,7 @@ func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*GetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetPGCredsRequest) GetAccountId() string {
@@ -2272,7 +2357,7 @@ type SetPGCredsRequest struct {
 
 func (x *SetPGCredsRequest) Reset() {
 	*x = SetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2284,7 +2369,7 @@ func (x *SetPGCredsRequest) String() string {
 func (*SetPGCredsRequest) ProtoMessage() {}
 
 func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2297,7 +2382,7 @@ func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*SetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPGCredsRequest) GetAccountId() string {
@@ -2322,7 +2407,7 @@ type SetPGCredsResponse struct {
 
 func (x *SetPGCredsResponse) Reset() {
 	*x = SetPGCredsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2334,7 +2419,7 @@ func (x *SetPGCredsResponse) String() string {
 func (*SetPGCredsResponse) ProtoMessage() {}
 
 func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2347,7 +2432,7 @@ func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsResponse.ProtoReflect.Descriptor instead.
 func (*SetPGCredsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
 }
 
 type ListEventsRequest struct {
@@ -2363,7 +2448,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2375,7 +2460,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2388,7 +2473,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *ListEventsRequest) GetType() string {
@@ -2443,7 +2528,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2540,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2553,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -2544,7 +2629,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2556,7 +2641,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2569,7 +2654,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListEventsResponse) GetEvents() []*AuditEvent {
@@ -2594,11 +2679,19 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"\rHealthRequest\"(\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\"\x0e\n" +
-	"\fReadyRequest\"Q\n" +
+	"\fReadyRequest\"\x81\x01\n" +
 	"\rBackendStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error\"\xc0\x01\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
+	"\x06plugin\x18\x04 \x01(\v2\x16.mcias.v1.PluginStatusR\x06plugin\"\x87\x01\n" +
+	"\fPluginStatus\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x03R\x03pid\x12\x1a\n" +
+	"\brestarts\x18\x04 \x01(\x03R\brestarts\x12\x1d\n" +
+	"\n" +
+	"last_crash\x18\x05 \x01(\tR\tlastCrash\"\xc0\x01\n" +
 	"\rReadyResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\x12A\n" +
 	"\bbackends\x18\x02 \x03(\v2%.mcias.v1.ReadyResponse.BackendsEntryR\bbackends\x1aT\n" +
@@ -2810,126 +2903,128 @@ func file_mcias_v1_mcias_proto_rawDescGZIP() []byte {
 	return file_mcias_v1_mcias_proto_rawDescData
 }
 
-var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_mcias_v1_mcias_proto_goTypes = []any{
 	(*HealthRequest)(nil),             // 0: mcias.v1.HealthRequest
 	(*HealthResponse)(nil),            // 1: mcias.v1.HealthResponse
 	(*ReadyRequest)(nil),              // 2: mcias.v1.ReadyRequest
 	(*BackendStatus)(nil),             // 3: mcias.v1.BackendStatus
-	(*ReadyResponse)(nil),             // 4: mcias.v1.ReadyResponse
-	(*GetPublicKeyRequest)(nil),       // 5: mcias.v1.GetPublicKeyRequest
-	(*JWK)(nil),                       // 6: mcias.v1.JWK
-	(*GetJWKSRequest)(nil),            // 7: mcias.v1.GetJWKSRequest
-	(*GetJWKSResponse)(nil),           // 8: mcias.v1.GetJWKSResponse
-	(*LoginRequest)(nil),              // 9: mcias.v1.LoginRequest
-	(*LoginResponse)(nil),             // 10: mcias.v1.LoginResponse
-	(*LogoutRequest)(nil),             // 11: mcias.v1.LogoutRequest
-	(*LogoutResponse)(nil),            // 12: mcias.v1.LogoutResponse
-	(*RenewRequest)(nil),              // 13: mcias.v1.RenewRequest
-	(*RenewResponse)(nil),             // 14: mcias.v1.RenewResponse
-	(*MeRequest)(nil),                 // 15: mcias.v1.MeRequest
-	(*Account)(nil),                   // 16: mcias.v1.Account
-	(*ChangePasswordRequest)(nil),     // 17: mcias.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),    // 18: mcias.v1.ChangePasswordResponse
-	(*EnrollTOTPRequest)(nil),         // 19: mcias.v1.EnrollTOTPRequest
-	(*EnrollTOTPResponse)(nil),        // 20: mcias.v1.EnrollTOTPResponse
-	(*ConfirmTOTPRequest)(nil),        // 21: mcias.v1.ConfirmTOTPRequest
-	(*ConfirmTOTPResponse)(nil),       // 22: mcias.v1.ConfirmTOTPResponse
-	(*RemoveTOTPRequest)(nil),         // 23: mcias.v1.RemoveTOTPRequest
-	(*RemoveTOTPResponse)(nil),        // 24: mcias.v1.RemoveTOTPResponse
-	(*ValidateTokenRequest)(nil),      // 25: mcias.v1.ValidateTokenRequest
-	(*ValidateTokenResponse)(nil),     // 26: mcias.v1.ValidateTokenResponse
-	(*IssueServiceTokenRequest)(nil),  // 27: mcias.v1.IssueServiceTokenRequest
-	(*IssueServiceTokenResponse)(nil), // 28: mcias.v1.IssueServiceTokenResponse
-	(*RevokeTokenRequest)(nil),        // 29: mcias.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),       // 30: mcias.v1.RevokeTokenResponse
-	(*ListAccountsRequest)(nil),       // 31: mcias.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),      // 32: mcias.v1.ListAccountsResponse
-	(*CreateAccountRequest)(nil),      // 33: mcias.v1.CreateAccountRequest
-	(*GetAccountRequest)(nil),         // 34: mcias.v1.GetAccountRequest
-	(*UpdateAccountRequest)(nil),      // 35: mcias.v1.UpdateAccountRequest
-	(*DeleteAccountRequest)(nil),      // 36: mcias.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil),     // 37: mcias.v1.DeleteAccountResponse
-	(*SetPasswordRequest)(nil),        // 38: mcias.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),       // 39: mcias.v1.SetPasswordResponse
-	(*GetRolesRequest)(nil),           // 40: mcias.v1.GetRolesRequest
-	(*SetRolesRequest)(nil),           // 41: mcias.v1.SetRolesRequest
-	(*Roles)(nil),                     // 42: mcias.v1.Roles
-	(*PGCreds)(nil),                   // 43: mcias.v1.PGCreds
-	(*GetPGCredsRequest)(nil),         // 44: mcias.v1.GetPGCredsRequest
-	(*SetPGCredsRequest)(nil),         // 45: mcias.v1.SetPGCredsRequest
-	(*SetPGCredsResponse)(nil),        // 46: mcias.v1.SetPGCredsResponse
-	(*ListEventsRequest)(nil),         // 47: mcias.v1.ListEventsRequest
-	(*AuditEvent)(nil),                // 48: mcias.v1.AuditEvent
-	(*ListEventsResponse)(nil),        // 49: mcias.v1.ListEventsResponse
-	nil,                               // 50: mcias.v1.ReadyResponse.BackendsEntry
-	nil,                               // 51: mcias.v1.AuditEvent.DetailsEntry
+	(*PluginStatus)(nil),              // 4: mcias.v1.PluginStatus
+	(*ReadyResponse)(nil),             // 5: mcias.v1.ReadyResponse
+	(*GetPublicKeyRequest)(nil),       // 6: mcias.v1.GetPublicKeyRequest
+	(*JWK)(nil),                       // 7: mcias.v1.JWK
+	(*GetJWKSRequest)(nil),            // 8: mcias.v1.GetJWKSRequest
+	(*GetJWKSResponse)(nil),           // 9: mcias.v1.GetJWKSResponse
+	(*LoginRequest)(nil),              // 10: mcias.v1.LoginRequest
+	(*LoginResponse)(nil),             // 11: mcias.v1.LoginResponse
+	(*LogoutRequest)(nil),             // 12: mcias.v1.LogoutRequest
+	(*LogoutResponse)(nil),            // 13: mcias.v1.LogoutResponse
+	(*RenewRequest)(nil),              // 14: mcias.v1.RenewRequest
+	(*RenewResponse)(nil),             // 15: mcias.v1.RenewResponse
+	(*MeRequest)(nil),                 // 16: mcias.v1.MeRequest
+	(*Account)(nil),                   // 17: mcias.v1.Account
+	(*ChangePasswordRequest)(nil),     // 18: mcias.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),    // 19: mcias.v1.ChangePasswordResponse
+	(*EnrollTOTPRequest)(nil),         // 20: mcias.v1.EnrollTOTPRequest
+	(*EnrollTOTPResponse)(nil),        // 21: mcias.v1.EnrollTOTPResponse
+	(*ConfirmTOTPRequest)(nil),        // 22: mcias.v1.ConfirmTOTPRequest
+	(*ConfirmTOTPResponse)(nil),       // 23: mcias.v1.ConfirmTOTPResponse
+	(*RemoveTOTPRequest)(nil),         // 24: mcias.v1.RemoveTOTPRequest
+	(*RemoveTOTPResponse)(nil),        // 25: mcias.v1.RemoveTOTPResponse
+	(*ValidateTokenRequest)(nil),      // 26: mcias.v1.ValidateTokenRequest
+	(*ValidateTokenResponse)(nil),     // 27: mcias.v1.ValidateTokenResponse
+	(*IssueServiceTokenRequest)(nil),  // 28: mcias.v1.IssueServiceTokenRequest
+	(*IssueServiceTokenResponse)(nil), // 29: mcias.v1.IssueServiceTokenResponse
+	(*RevokeTokenRequest)(nil),        // 30: mcias.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 31: mcias.v1.RevokeTokenResponse
+	(*ListAccountsRequest)(nil),       // 32: mcias.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),      // 33: mcias.v1.ListAccountsResponse
+	(*CreateAccountRequest)(nil),      // 34: mcias.v1.CreateAccountRequest
+	(*GetAccountRequest)(nil),         // 35: mcias.v1.GetAccountRequest
+	(*UpdateAccountRequest)(nil),      // 36: mcias.v1.UpdateAccountRequest
+	(*DeleteAccountRequest)(nil),      // 37: mcias.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),     // 38: mcias.v1.DeleteAccountResponse
+	(*SetPasswordRequest)(nil),        // 39: mcias.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),       // 40: mcias.v1.SetPasswordResponse
+	(*GetRolesRequest)(nil),           // 41: mcias.v1.GetRolesRequest
+	(*SetRolesRequest)(nil),           // 42: mcias.v1.SetRolesRequest
+	(*Roles)(nil),                     // 43: mcias.v1.Roles
+	(*PGCreds)(nil),                   // 44: mcias.v1.PGCreds
+	(*GetPGCredsRequest)(nil),         // 45: mcias.v1.GetPGCredsRequest
+	(*SetPGCredsRequest)(nil),         // 46: mcias.v1.SetPGCredsRequest
+	(*SetPGCredsResponse)(nil),        // 47: mcias.v1.SetPGCredsResponse
+	(*ListEventsRequest)(nil),         // 48: mcias.v1.ListEventsRequest
+	(*AuditEvent)(nil),                // 49: mcias.v1.AuditEvent
+	(*ListEventsResponse)(nil),        // 50: mcias.v1.ListEventsResponse
+	nil,                               // 51: mcias.v1.ReadyResponse.BackendsEntry
+	nil,                               // 52: mcias.v1.AuditEvent.DetailsEntry
 }
 var file_mcias_v1_mcias_proto_depIdxs = []int32{
-	50, // 0: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
-	6,  // 1: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
-	16, // 2: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
-	43, // 3: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
-	51, // 4: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
-	48, // 5: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
-	3,  // 6: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
-	0,  // 7: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
-	2,  // 8: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
-	5,  // 9: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
-	7,  // 10: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
-	9,  // 11: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
-	11, // 12: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
-	13, // 13: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
-	15, // 14: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
-	17, // 15: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
-	19, // 16: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
-	21, // 17: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
-	23, // 18: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
-	25, // 19: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
-	27, // 20: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
-	29, // 21: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
-	31, // 22: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
-	33, // 23: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
-	34, // 24: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
-	35, // 25: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
-	36, // 26: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
-	38, // 27: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
-	40, // 28: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
-	41, // 29: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
-	44, // 30: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
-	45, // 31: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
-	47, // 32: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
-	1,  // 33: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
-	4,  // 34: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
-	6,  // 35: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
-	8,  // 36: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
-	10, // 37: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
-	12, // 38: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
-	14, // 39: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
-	16, // 40: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
-	18, // 41: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
-	20, // 42: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
-	22, // 43: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
-	24, // 44: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
-	26, // 45: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
-	28, // 46: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
-	30, // 47: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
-	32, // 48: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
-	16, // 49: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
-	16, // 50: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
-	16, // 51: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
-	37, // 52: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
-	39, // 53: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
-	42, // 54: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
-	42, // 55: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
-	43, // 56: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
-	46, // 57: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
-	49, // 58: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
-	33, // [33:59] is the sub-list for method output_type
-	7,  // [7:33] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	4,  // 0: mcias.v1.BackendStatus.plugin:type_name -> mcias.v1.PluginStatus
+	51, // 1: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
+	7,  // 2: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
+	17, // 3: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
+	44, // 4: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
+	52, // 5: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
+	49, // 6: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
+	3,  // 7: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
+	0,  // 8: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
+	2,  // 9: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
+	6,  // 10: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
+	8,  // 11: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
+	10, // 12: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
+	12, // 13: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
+	14, // 14: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
+	16, // 15: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
+	18, // 16: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
+	20, // 17: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
+	22, // 18: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
+	24, // 19: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
+	26, // 20: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
+	28, // 21: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
+	30, // 22: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
+	32, // 23: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
+	34, // 24: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
+	35, // 25: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
+	36, // 26: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
+	37, // 27: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
+	39, // 28: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
+	41, // 29: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
+	42, // 30: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
+	45, // 31: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
+	46, // 32: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
+	48, // 33: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
+	1,  // 34: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
+	5,  // 35: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
+	7,  // 36: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
+	9,  // 37: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
+	11, // 38: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
+	13, // 39: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
+	15, // 40: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
+	17, // 41: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
+	19, // 42: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
+	21, // 43: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
+	23, // 44: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
+	25, // 45: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
+	27, // 46: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
+	29, // 47: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
+	31, // 48: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
+	33, // 49: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
+	17, // 50: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
+	17, // 51: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
+	17, // 52: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
+	38, // 53: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
+	40, // 54: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
+	43, // 55: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
+	43, // 56: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
+	44, // 57: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
+	47, // 58: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
+	50, // 59: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
+	34, // [34:60] is the sub-list for method output_type
+	8,  // [8:34] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_mcias_v1_mcias_proto_init() }
@@ -2937,15 +3032,15 @@ func file_mcias_v1_mcias_proto_init() {
 	if File_mcias_v1_mcias_proto != nil {
 		return
 	}
-	file_mcias_v1_mcias_proto_msgTypes[27].OneofWrappers = []any{}
-	file_mcias_v1_mcias_proto_msgTypes[35].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[28].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[36].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_v1_mcias_proto_rawDesc), len(file_mcias_v1_mcias_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   52,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

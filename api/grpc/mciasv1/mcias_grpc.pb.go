@@ -52,7 +52,8 @@ type AdminServiceClient interface {
 	// Health: the process is alive (GET /v1/health).
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
 	// Ready: every backend is up (GET /v1/ready). When one is down the call
-	// fails with UNAVAILABLE and carries the ReadyResponse as a detail.
+	// fails with UNAVAILABLE ("not ready: storage unavailable", as REST's
+	// error) and carries the ReadyResponse as a detail.
 	Ready(ctx context.Context, in *ReadyRequest, opts ...grpc.CallOption) (*ReadyResponse, error)
 	// GetPublicKey: the current signing key as a JWK (GET /v1/keys/public).
 	GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*JWK, error)
@@ -117,7 +118,8 @@ type AdminServiceServer interface {
 	// Health: the process is alive (GET /v1/health).
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
 	// Ready: every backend is up (GET /v1/ready). When one is down the call
-	// fails with UNAVAILABLE and carries the ReadyResponse as a detail.
+	// fails with UNAVAILABLE ("not ready: storage unavailable", as REST's
+	// error) and carries the ReadyResponse as a detail.
 	Ready(context.Context, *ReadyRequest) (*ReadyResponse, error)
 	// GetPublicKey: the current signing key as a JWK (GET /v1/keys/public).
 	GetPublicKey(context.Context, *GetPublicKeyRequest) (*JWK, error)

@@ -302,6 +302,11 @@ func (st accountStore) UpdateAccount(ctx context.Context, a storage.Account, opt
 		if err := replaceRoles(ctx, tx, a.ID, roles); err != nil {
 			return err
 		}
+		if a.Status == storage.Deleted {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM pg_creds WHERE account_id = ?`, a.ID); err != nil {
+				return err
+			}
+		}
 		if opts.KeepActiveAdmin {
 			var ok bool
 			if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM account_roles r

@@ -95,7 +95,7 @@ func (st auditStore) ListEvents(ctx context.Context, f storage.EventFilter) ([]a
 	}
 	if !f.Since.IsZero() {
 		where = append(where, `time >= ?`)
-		args = append(args, f.Since.UnixNano())
+		args = append(args, boundNanos(f.Since))
 	}
 	if f.BeforeSeq > 0 {
 		where = append(where, `seq < ?`)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -363,6 +364,26 @@ func (s *Store) read(op string) error {
 func nanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
+	}
+	return t.UnixNano()
+}
+
+// Bounds of what UnixNano can represent (years 1678 to 2262).
+var (
+	minNanoTime = time.Unix(0, math.MinInt64)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+// boundNanos converts a filter bound to the stored form. Outside the
+// range UnixNano is undefined (it wraps), which would turn "since 2300"
+// into "since 1700"; a bound beyond the range is clamped to it instead,
+// which orders the same against every time that can be stored.
+func boundNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minNanoTime):
+		return math.MinInt64
+	case t.After(maxNanoTime):
+		return math.MaxInt64
 	}
 	return t.UnixNano()
 }

@@ -159,11 +159,11 @@ func (st tokenStore) ListTokens(ctx context.Context, f storage.TokenFilter) ([]s
 	}
 	if !f.ExpiresAfter.IsZero() {
 		where = append(where, `expires_at > ?`)
-		args = append(args, f.ExpiresAfter.UnixNano())
+		args = append(args, boundNanos(f.ExpiresAfter))
 	}
 	if !f.RevokedAfter.IsZero() {
 		where = append(where, `revoked_at > ?`)
-		args = append(args, f.RevokedAfter.UnixNano())
+		args = append(args, boundNanos(f.RevokedAfter))
 	}
 	q := selectToken
 	if len(where) > 0 {

@@ -11,6 +11,7 @@
 package audittest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -43,7 +44,10 @@ func Run(t *testing.T, newSink NewSinkFunc) {
 		t.Run("case="+tt.name, func(t *testing.T) {
 			s, read := newSink(t)
 			t.Cleanup(func() {
-				if err := s.Close(t.Context()); err != nil {
+				// t.Context() is already cancelled when cleanups run; a
+				// backend behind the plugin wire honours that, so close
+				// with a context that is not.
+				if err := s.Close(context.WithoutCancel(t.Context())); err != nil {
 					t.Errorf("Close: %v", err)
 				}
 			})

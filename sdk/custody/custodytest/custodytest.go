@@ -11,6 +11,7 @@ package custodytest
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -45,7 +46,10 @@ func Run(t *testing.T, newCustodian func(t *testing.T) custody.Custodian) {
 		t.Run("case="+tt.name, func(t *testing.T) {
 			c := newCustodian(t)
 			t.Cleanup(func() {
-				if err := c.Close(t.Context()); err != nil {
+				// t.Context() is already cancelled when cleanups run; a
+				// backend behind the plugin wire honours that, so close
+				// with a context that is not.
+				if err := c.Close(context.WithoutCancel(t.Context())); err != nil {
 					t.Errorf("Close: %v", err)
 				}
 			})

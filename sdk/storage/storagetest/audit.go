@@ -89,6 +89,10 @@ func testListEventsFilters(t *testing.T, s storage.Store) {
 		{"type and account", storage.EventFilter{Type: audit.LoginSuccess, AccountID: bob}, []audit.Event{e4}},
 		{"account and since", storage.EventFilter{AccountID: alice, Since: t0.Add(time.Second)}, []audit.Event{e5, e3}},
 		{"unknown type", storage.EventFilter{Type: "nope"}, nil},
+		// Outside the range of int64 nanoseconds since 1970 (1678-2262):
+		// a bound stored as nanoseconds must not wrap around.
+		{"since far future", storage.EventFilter{Since: time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)}, nil},
+		{"since far past", storage.EventFilter{Since: time.Date(1600, 1, 1, 0, 0, 0, 0, time.UTC)}, []audit.Event{e5, e4, e3, e2, e1}},
 		{"limit", storage.EventFilter{Limit: 2}, []audit.Event{e5, e4}},
 	} {
 		got, err := s.Audit().ListEvents(t.Context(), tc.f)

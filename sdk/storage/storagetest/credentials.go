@@ -14,7 +14,32 @@ func credentialCases() []testCase {
 		{"pgcreds create get replace", testPGCreds},
 		{"pgcreds conflicts", testPGCredsConflicts},
 		{"pgcreds unknown account", testPGCredsUnknownAccount},
+		{"pgcreds removed with a deleted account", testPGCredsGoneOnDelete},
 	}
+}
+
+// A deleted account keeps its row for the audit history, not its secrets.
+func testPGCredsGoneOnDelete(t *testing.T, s storage.Store) {
+	f := newFixture(t, s)
+	a := f.account("svc")
+	keep := f.account("other")
+	for _, id := range []string{a.ID, keep.ID} {
+		c := storage.PGCreds{AccountID: id, Host: "db", Port: 5432, Database: "d", Username: "u",
+			Password: []byte("sealed"), UpdatedAt: f.tick()}
+		_, err := s.Credentials().PutPGCreds(t.Context(), c, f.event(audit.PGCredsWrite, id))
+		wantOK(t, "PutPGCreds", err)
+	}
+	a.Status = storage.Inactive
+	a = f.update(a, storage.UpdateOptions{})
+	_, err := s.Credentials().GetPGCreds(t.Context(), a.ID)
+	wantOK(t, "GetPGCreds(inactive account)", err)
+
+	a.Status = storage.Deleted
+	f.update(a, storage.UpdateOptions{})
+	_, err = s.Credentials().GetPGCreds(t.Context(), a.ID)
+	wantKind(t, "GetPGCreds(deleted account)", err, sdk.ErrNotFound)
+	_, err = s.Credentials().GetPGCreds(t.Context(), keep.ID)
+	wantOK(t, "GetPGCreds(other account)", err)
 }
 
 func samePGCreds(t *testing.T, what string, got, want storage.PGCreds) {

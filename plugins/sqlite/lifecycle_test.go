@@ -1,0 +1,151 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/metacircular/mcias/internal/plugintest"
+	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/plugin"
+)
+
+// The plugin binary's life as the supervisor sees it: its logs, its death,
+// its host's death, a wrong kind.
+
+func buildOnce(t *testing.T) string {
+	t.Helper()
+	return plugintest.Build(t, ".", ".", "mcias-plugin-sqlite")
+}
+
+func TestPluginLogsReachHostLog(t *testing.T) {
+	bin := buildOnce(t)
+	c, hostLog := plugintest.Start(t, plugin.KindStorage, "main-db", bin)
+	s, err := plugin.OpenStorage(t.Context(), c, "sqlite://"+filepath.Join(t.TempDir(), "mcias.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(t.Context())
+	// The backend's own slog record (a fresh database is migrated), at its
+	// level, with its attributes, tagged with the catalog name.
+	lines := hostLog.Lines(`"level":"INFO"`, `"msg":"sqlite: applied migration"`, `"plugin":"main-db"`, `"logger":"mcias-plugin-sqlite"`, `"version":1`)
+	if len(lines) == 0 {
+		t.Fatalf("the plugin's migration record is not in the host log:\n%s", hostLog.String())
+	}
+}
+
+func TestKilledPluginIsUnavailable(t *testing.T) {
+	bin := buildOnce(t)
+	c, _ := plugintest.Start(t, plugin.KindStorage, "sqlite", bin)
+	s, err := plugin.OpenStorage(t.Context(), c, "sqlite://"+filepath.Join(t.TempDir(), "mcias.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(c.ID())
+	if err != nil {
+		t.Fatalf("plugin id %q: %v", c.ID(), err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the host to notice the plugin exited", c.Exited)
+	for _, call := range []struct {
+		name string
+		err  error
+	}{
+		{"ping", s.Ping(t.Context())},
+		{"count accounts", func() error { _, err := s.Accounts().CountAccounts(t.Context()); return err }()},
+		{"get token", func() error { _, err := s.Tokens().GetToken(t.Context(), "jti"); return err }()},
+	} {
+		if !errors.Is(call.err, sdk.ErrUnavailable) {
+			t.Errorf("%s on a dead plugin = %v, want ErrUnavailable", call.name, call.err)
+		}
+		if errors.Is(call.err, sdk.ErrNotFound) {
+			t.Errorf("%s on a dead plugin looks like not found: %v", call.name, call.err)
+		}
+	}
+}
+
+func TestWrongKindRefused(t *testing.T) {
+	bin := buildOnce(t)
+	c, _ := plugintest.Start(t, plugin.KindCustody, "sqlite-as-custody", bin)
+	_, err := plugin.OpenCustody(t.Context(), c, "local:///nowhere")
+	if !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("OpenCustody on a storage plugin = %v, want ErrUnavailable", err)
+	}
+}
+
+// TestExitsWhenHostDies starts the plugin under a shell that plays the
+// host (no Pdeathsig, nothing to tell the plugin), kills the shell with
+// SIGKILL and checks that the plugin notices and exits.
+func TestExitsWhenHostDies(t *testing.T) {
+	bin := buildOnce(t)
+	h := plugin.Handshake(plugin.KindStorage)
+	host := exec.Command("/bin/sh", "-c", `"$0" & echo "$!"; wait`, bin)
+	host.Env = append(os.Environ(), h.MagicCookieKey+"="+h.MagicCookieValue)
+	out, err := host.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := host.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the plugin pid: %v", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil {
+		t.Fatalf("plugin pid %q: %v", line, err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	// The go-plugin handshake line says the plugin is serving.
+	if line, err := r.ReadString('\n'); err != nil || !strings.Contains(line, "|grpc|") {
+		t.Fatalf("handshake line %q, %v", line, err)
+	}
+	if !alive(pid) {
+		t.Fatal("plugin is not running before its host is killed")
+	}
+	if err := host.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = host.Wait()
+	waitFor(t, "the orphaned plugin to exit", func() bool { return !alive(pid) })
+}
+
+// alive reports whether pid runs (a zombie has exited: it only waits for
+// its new parent to reap it).
+func alive(pid int) bool {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the parenthesised command name.
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// waitFor polls cond for up to 5 seconds, the bound the plugin promises
+// (it checks its parent every 500ms).
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
