@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -111,6 +113,29 @@ func drive(ctx context.Context, addr string, tlsConf *tls.Config, token string, 
 	return r, nil
 }
 
+// cpuModel and kernel describe the machine for the report (Linux; else
+// "unknown" and GOOS).
+func cpuModel() string {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+func kernel() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return runtime.GOOS
+	}
+	return "Linux " + strings.TrimSpace(string(b))
+}
+
 func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000)
 }
@@ -118,8 +143,8 @@ func fmtDur(d time.Duration) string {
 // writeReport prints the Markdown for bench/README.md.
 func writeReport(w io.Writer, o options, r *results) {
 	bare, mcias := merge(r.bare), merge(r.mcias)
-	fmt.Fprintf(w, "| run | |\n|---|---|\n| cores | %d (load generator, server and ceiling share them) |\n| Go | %s |\n| run | `-c %d -d %s -rounds %d`, warm-up %s |\n\n",
-		runtime.NumCPU(), runtime.Version(), o.clients, o.duration, o.rounds, o.warmup)
+	fmt.Fprintf(w, "| machine | |\n|---|---|\n| CPU | %s |\n| cores | %d (load generator, server and ceiling share them) |\n| Go | %s |\n| OS | %s |\n| date | %s |\n| run | `-c %d -d %s -rounds %d`, warm-up %s |\n\n",
+		cpuModel(), runtime.NumCPU(), runtime.Version(), kernel(), time.Now().UTC().Format("2006-01-02 15:04 UTC"), o.clients, o.duration, o.rounds, o.warmup)
 	fmt.Fprintf(w, "| measure | MCIAS | ceiling | MCIAS / ceiling | target |\n|---|---:|---:|---:|---:|\n")
 	what := fmt.Sprintf("ValidateToken, %d clients, %d×%s", o.clients, o.rounds, o.duration)
 	fmt.Fprintf(w, "| %s: calls/s | %.0f | %.0f | **%.2f** | ≥ 0.7 |\n", what, mcias.rate(), bare.rate(), mcias.rate()/bare.rate())
