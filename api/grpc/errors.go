@@ -1,7 +1,6 @@
 package grpc
 
 import (
-	"math"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -43,10 +42,9 @@ func toStatusError(err error) (out error, serverFault bool) {
 }
 
 // rateLimited is the status of a call over the per-IP password limit.
-func rateLimited(wait time.Duration) error {
-	secs := math.Ceil(wait.Seconds())
+func rateLimited(retryAfter time.Duration) error {
 	return newStatus(frontend.RateLimitedRow, frontend.RateLimitedRow.Msg,
-		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Duration(secs) * time.Second)}).Err()
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(retryAfter)}).Err()
 }
 
 // invalidArg is a 400-equivalent with a client-safe sentence.

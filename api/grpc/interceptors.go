@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -149,8 +151,10 @@ func (s *Server) admit(ctx context.Context, method string, ci *callInfo) error {
 	}
 	if r.password {
 		if ok, wait := s.limit.Allow(ci.ip, time.Now()); !ok {
-			_ = grpc.SetHeader(ctx, metadata.Pairs(mdRetryAfter, fmt.Sprint(int(wait.Seconds()+0.999))))
-			return rateLimited(wait)
+			// Whole seconds, rounded up, as REST's Retry-After.
+			secs := int64(math.Ceil(wait.Seconds()))
+			_ = grpc.SetHeader(ctx, metadata.Pairs(mdRetryAfter, strconv.FormatInt(secs, 10)))
+			return rateLimited(time.Duration(secs) * time.Second)
 		}
 	}
 	return nil
