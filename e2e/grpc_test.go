@@ -128,3 +128,31 @@ func TestGRPCurl(t *testing.T) {
 		t.Fatalf("SIGTERM: unclean exit: %v\n%s", err, s.log.String())
 	}
 }
+
+// TestSharedLoginLimit: REST and gRPC draw on one per-IP budget of
+// password checks, so a second transport is no way around the limit.
+func TestSharedLoginLimit(t *testing.T) {
+	dir := newInstance(t)
+	cfg := filepath.Join(dir, "run", "mcias.toml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, append(raw, "\n[login]\nrate_per_minute = 1\nburst = 2\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
+	c := client(t, dir, 0)
+	for i := range 2 {
+		if st, body := post(t, c, "https://"+s.addr+"/v1/auth/login", "", `{"username":"admin","password":"wrong password"}`); st != 401 {
+			t.Fatalf("REST attempt %d: %d %v", i+1, st, body)
+		}
+	}
+	out, err := grpcurl(t, s, "-d", fmt.Sprintf(`{"username":"admin","password":%q}`, adminPassword), "mcias.v1.AuthService/Login")
+	if _, ok := err.(*exec.ExitError); !ok || !strings.Contains(out, "Code: ResourceExhausted") || !reasonRE("rate_limited").MatchString(out) {
+		t.Fatalf("gRPC login after the REST budget was spent: %v\n%s", err, out)
+	}
+	if st, body := post(t, c, "https://"+s.addr+"/v1/auth/login", "", fmt.Sprintf(`{"username":"admin","password":%q}`, adminPassword)); st != 429 {
+		t.Errorf("REST login after the budget was spent: %d %v", st, body)
+	}
+}
