@@ -188,7 +188,11 @@ func Run(ctx context.Context, f Flavor, args []string, sys System) int {
 	if !ok {
 		return report(sys.Stderr, f.Name, unknownCommand(f.Name, rest))
 	}
-	if err := cmd.run(ctx, a, &cmd, cmdArgs); err != nil {
+	err := cmd.run(ctx, a, &cmd, cmdArgs)
+	if c, ok := a.client.(io.Closer); ok {
+		_ = c.Close() // the gRPC connection; nothing is pending after the command
+	}
+	if err != nil {
 		return report(sys.Stderr, f.Name, err)
 	}
 	return exitOK

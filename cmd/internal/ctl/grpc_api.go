@@ -83,6 +83,9 @@ func NewGRPCClient(server, token, caFile string, timeout time.Duration) (*GRPCCl
 	}, nil
 }
 
+// Close closes the connection.
+func (c *GRPCClient) Close() error { return c.conn.Close() }
+
 // unary runs one call with the timeout and, when auth, the bearer token,
 // and returns the answer with its JSON form.
 func unary[Req, Resp proto.Message](ctx context.Context, c *GRPCClient, auth bool,
