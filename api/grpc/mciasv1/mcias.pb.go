@@ -10,7 +10,12 @@
 //     metadata; public RPCs are the ones whose REST routes are public;
 //   - errors carry a google.rpc.ErrorInfo detail (domain "mcias", reason
 //     the REST "code", e.g. "invalid_credentials"), and rate-limited calls
-//     a google.rpc.RetryInfo detail;
+//     a google.rpc.RetryInfo detail. Codes: invalid_request
+//     INVALID_ARGUMENT; invalid_credentials, totp_required, unauthorized
+//     UNAUTHENTICATED; forbidden PERMISSION_DENIED; not_found NOT_FOUND;
+//     conflict ABORTED (a lost race: retry) or FAILED_PRECONDITION;
+//     rate_limited RESOURCE_EXHAUSTED; unavailable UNAVAILABLE (or
+//     DEADLINE_EXCEEDED, CANCELLED); internal INTERNAL;
 //   - a request may carry "x-request-id" metadata; the server echoes the
 //     request ID it used in the response header metadata.
 //
