@@ -125,7 +125,6 @@ func run(ctx context.Context, o options, kids *children, log io.Writer) (*result
 
 // instance is a running mciassrv with a session token.
 type instance struct {
-	dir               string
 	grpcAddr          string
 	certFile, keyFile string
 	tls               *tls.Config // trusts the instance's development CA
@@ -180,7 +179,7 @@ func startInstance(ctx context.Context, o options, kids *children, log io.Writer
 		return nil, err
 	}
 	inst := &instance{
-		dir: dir, grpcAddr: grpcAddr,
+		grpcAddr: grpcAddr,
 		certFile: filepath.Join(dir, "tls", "cert.pem"), keyFile: filepath.Join(dir, "tls", "key.pem"),
 	}
 	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
