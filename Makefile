@@ -45,6 +45,7 @@ test: test-deps lint
 ## bench: Go benchmarks and the REST and gRPC load comparisons (see bench/README.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./core/
+	$(GO) test -run '^$$' -bench . -benchmem ./plugins/...
 	$(GO) run ./bench/restload -bin $(BIN)
 	$(GO) run ./bench/grpcload -bin $(BIN)
 

@@ -85,7 +85,6 @@ var methodRules = map[string]rule{
 type callInfo struct {
 	requestID string
 	ip        string
-	userAgent string
 	principal *core.Principal
 }
 
@@ -97,7 +96,7 @@ func caller(ctx context.Context) core.Caller {
 	if ci == nil {
 		return core.Caller{}
 	}
-	return core.Caller{Principal: ci.principal, IP: ci.ip, RequestID: ci.requestID, UserAgent: ci.userAgent}
+	return core.Caller{Principal: ci.principal, IP: ci.ip, RequestID: ci.requestID}
 }
 
 const (
@@ -108,14 +107,13 @@ const (
 )
 
 // begin sets up the call: its request ID (the client's when well formed,
-// echoed in the response header), client IP and user agent.
+// echoed in the response header) and client IP.
 func (s *Server) begin(ctx context.Context) (context.Context, *callInfo) {
 	md, _ := metadata.FromIncomingContext(ctx)
 	ci := &callInfo{requestID: frontend.RequestID(first(md, mdRequestID))}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		ci.ip = s.ips.Resolve(p.Addr.String(), md.Get(mdForwardedFor))
 	}
-	ci.userAgent = first(md, "user-agent")
 	_ = grpc.SetHeader(ctx, metadata.Pairs(mdRequestID, ci.requestID))
 	return context.WithValue(ctx, callInfoKey{}, ci), ci
 }
