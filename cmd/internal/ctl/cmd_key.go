@@ -1,9 +1,8 @@
-package main
+package ctl
 
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 )
@@ -12,6 +11,7 @@ var keyCommands = []command{
 	{name: "key rotate", synopsis: "[-emergency]", help: "rotate the token signing key (admin); -emergency retires the active key now and revokes every token it signed", run: keyRotate},
 }
 
+// rotateResult is the answer of POST /v1/keys/rotate.
 type rotateResult struct {
 	Keys []struct {
 		Kid        string    `json:"kid"`
@@ -29,8 +29,11 @@ func keyRotate(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, fs, args, 0, 0); err != nil {
 		return err
 	}
-	var res rotateResult
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/keys/rotate", Body: map[string]bool{"emergency": *emergency}, Auth: true}, &res)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	res, raw, err := api.RotateKeys(ctx, *emergency)
 	if err != nil {
 		return err
 	}
