@@ -272,7 +272,9 @@ func (s *Server) admin(ctx context.Context, sql string) error {
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	name := fmt.Sprintf("t%d", s.n.Add(1))
-	if err := s.admin(t.Context(), "CREATE DATABASE "+name); err != nil {
+	// FILE_COPY copies the small template's files: about 4x faster than
+	// the default WAL_LOG for a cluster that never replays its WAL.
+	if err := s.admin(t.Context(), "CREATE DATABASE "+name+" STRATEGY FILE_COPY"); err != nil {
 		t.Fatalf("pgtest: create database: %v", err)
 	}
 	t.Cleanup(func() {
