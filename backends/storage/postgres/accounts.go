@@ -291,6 +291,9 @@ func (st accountStore) UpdateAccount(ctx context.Context, a storage.Account, opt
 				return err
 			}
 		}
+		if err := notify(ctx, tx, a.ID); err != nil {
+			return err
+		}
 		if err := insertEvent(ctx, tx, ev); err != nil {
 			return err
 		}

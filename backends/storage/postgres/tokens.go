@@ -85,6 +85,11 @@ func (st tokenStore) CreateToken(ctx context.Context, t storage.Token, replaces 
 				}
 			}
 		}
+		if replaces != "" {
+			if err := notify(ctx, tx, t.AccountID); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tokens (jti, account_id, kind, audience, kid,
 			issued_at, expires_at, revoked_at, revoke_reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			t.JTI, t.AccountID, string(t.Kind), t.Audience, t.KID, issued, t.ExpiresAt,
@@ -114,12 +119,17 @@ func (st tokenStore) RevokeToken(ctx context.Context, jti string, at time.Time, 
 	at = orNow(at)
 	return st.s.write(ctx, op, func(tx pgx.Tx) error {
 		// The first revocation wins; a second one only records its event.
-		tag, err := tx.Exec(ctx, `UPDATE tokens SET revoked_at = $1, revoke_reason = $2
-			WHERE jti = $3 AND revoked_at IS NULL`, at, reason, jti)
-		if err != nil {
+		var owner string
+		err := tx.QueryRow(ctx, `UPDATE tokens SET revoked_at = $1, revoke_reason = $2
+			WHERE jti = $3 AND revoked_at IS NULL RETURNING account_id`, at, reason, jti).Scan(&owner)
+		switch {
+		case err == nil:
+			if err := notify(ctx, tx, owner); err != nil {
+				return err
+			}
+		case !errors.Is(err, pgx.ErrNoRows):
 			return err
-		}
-		if tag.RowsAffected() == 0 {
+		default:
 			var exists bool
 			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokens WHERE jti = $1)`, jti).Scan(&exists); err != nil {
 				return err
