@@ -217,6 +217,10 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	s.stop = cancel
 	s.wg.Add(1)
 	go s.refreshLoop(bg)
+	if feed, ok := s.store.(storage.ChangeFeed); ok {
+		s.wg.Add(1)
+		go s.followChanges(bg, feed)
+	}
 	for _, w := range s.sinks {
 		s.wg.Add(1)
 		go s.runSink(bg, w)
