@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/metacircular/mcias/internal/pgtest"
 )
 
 // binDir holds the binaries built once for all tests.
@@ -47,7 +49,8 @@ func TestMain(m *testing.M) {
 		}
 	}
 	binDir = dir
-	code := m.Run()
+	// One throwaway PostgreSQL for the multi-node tests.
+	code := pgtest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -60,11 +60,15 @@ var (
 
 // Main starts one server, runs the package's tests, stops the server and
 // exits with the tests' status. A server that cannot start fails the run.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main for a TestMain that has more to set up: it returns the exit
+// status instead of exiting.
+func Run(m *testing.M) int {
 	srv, err := Start()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
-		os.Exit(1)
+		return 1
 	}
 	mu.Lock()
 	current = srv
@@ -76,7 +80,7 @@ func Main(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // Default returns the server Main started; it fails the test when the
