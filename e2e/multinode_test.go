@@ -343,7 +343,9 @@ func TestMultiNode(t *testing.T) {
 	adminID := me["id"].(string)
 	for round := range 3 {
 		var codes [2]int
-		wg.Go(func() { codes[0], _, _ = call(cl.c, "PATCH", cl.url(0, "/v1/accounts/"+adm2ID), admin, map[string]string{"status": "inactive"}) })
+		wg.Go(func() {
+			codes[0], _, _ = call(cl.c, "PATCH", cl.url(0, "/v1/accounts/"+adm2ID), admin, map[string]string{"status": "inactive"})
+		})
 		wg.Go(func() {
 			codes[1], _, _ = call(cl.c, "PATCH", cl.url(1, "/v1/accounts/"+adminID), admin2, map[string]string{"status": "inactive"})
 		})
