@@ -27,10 +27,12 @@ import (
 
 // cluster is a set of nodes sharing one instance directory and database.
 type cluster struct {
-	t     *testing.T
-	dir   string
+	t   *testing.T
+	dir string
+	c   *http.Client
+
+	mu    sync.Mutex // guards nodes: restart replaces one under load
 	nodes []*server
-	c     *http.Client
 }
 
 // newCluster lays out an instance whose storage is a fresh PostgreSQL
@@ -66,17 +68,26 @@ func (cl *cluster) config(i int) string {
 	return filepath.Join(cl.dir, "run", fmt.Sprintf("node%d.toml", i))
 }
 
-func (cl *cluster) url(i int, path string) string { return "https://" + cl.nodes[i].addr + path }
+func (cl *cluster) url(i int, path string) string {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return "https://" + cl.nodes[i].addr + path
+}
 
 // restart stops node i with SIGTERM and starts it again (on a new port).
 func (cl *cluster) restart(i int) {
 	cl.t.Helper()
-	if err := cl.nodes[i].stop(); err != nil {
-		cl.t.Errorf("node %d: unclean exit on SIGTERM: %v\n%s", i, err, cl.nodes[i].log.String())
+	cl.mu.Lock()
+	old := cl.nodes[i]
+	cl.mu.Unlock()
+	if err := old.stop(); err != nil {
+		cl.t.Errorf("node %d: unclean exit on SIGTERM: %v\n%s", i, err, old.log.String())
 	}
 	s := launch(cl.t, cl.dir, cl.config(i))
 	s.waitListening()
+	cl.mu.Lock()
 	cl.nodes[i] = s
+	cl.mu.Unlock()
 }
 
 // launch starts `mciassrv serve -config cfg` in dir without waiting.
@@ -376,4 +387,166 @@ func (cl *cluster) anyAdmin() string {
 	}
 	cl.t.Fatal("no admin can log in")
 	return ""
+}
+
+// retrying does what a client of a load-balanced service does: a request
+// that fails in transport or with 503 goes to the next node. It returns
+// the first other answer, or an error after many attempts.
+func (cl *cluster) retrying(start int, method, path, token string, body any) (int, map[string]any, int, error) {
+	var lastErr error
+	for attempt := range 50 {
+		node := (start + attempt) % 3
+		code, m, err := call(cl.c, method, cl.url(node, path), token, body)
+		if err == nil && code != http.StatusServiceUnavailable {
+			return code, m, attempt, nil
+		}
+		lastErr = fmt.Errorf("node %d: %d %v", node, code, err)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0, nil, 50, fmt.Errorf("no node answered: %v", lastErr)
+}
+
+// TestRollingRestart restarts every node, one at a time, while clients
+// validate tokens and an admin issues and revokes tokens. A client that
+// retries a failed connection or a 503 on another node gets the right
+// answer every time, and nothing committed is lost.
+func TestRollingRestart(t *testing.T) {
+	cl := newCluster(t, 3)
+	admin := cl.login(0, "admin", adminPassword)
+	svcID := cl.must(201, 0, "POST", "/v1/accounts", admin, map[string]string{"username": "billing", "account_type": "system"})["id"].(string)
+
+	type tokenState struct {
+		token, jti string
+		revoked    bool
+		// pending: a revocation is under way; either answer is right
+		// until it has had the propagation bound to reach every node.
+		pending bool
+	}
+	var (
+		mu     sync.Mutex
+		tokens []tokenState
+	)
+	issue := func(node int) error {
+		code, m, _, err := cl.retrying(node, "POST", "/v1/token/issue", admin, map[string]any{"account_id": svcID})
+		if err != nil || code != 200 {
+			return fmt.Errorf("issue: %d %v", code, err)
+		}
+		tok := m["token"].(string)
+		code, v, _, err := cl.retrying(node, "POST", "/v1/token/validate", "", map[string]string{"token": tok})
+		if err != nil || code != 200 || v["valid"] != true {
+			return fmt.Errorf("validate a fresh token: %d %v %v", code, v, err)
+		}
+		mu.Lock()
+		tokens = append(tokens, tokenState{token: tok, jti: v["jti"].(string)})
+		mu.Unlock()
+		return nil
+	}
+	for i := range 10 {
+		if err := issue(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	stop := make(chan struct{})
+	var (
+		wg                       sync.WaitGroup
+		requests, retried, wrong atomic.Int64
+		failures                 = make(chan string, 100)
+	)
+	fail := func(format string, args ...any) {
+		select {
+		case failures <- fmt.Sprintf(format, args...):
+		default:
+		}
+	}
+	for w := range 4 {
+		wg.Go(func() {
+			for n := w; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				mu.Lock()
+				ts := tokens[n%len(tokens)]
+				mu.Unlock()
+				code, m, attempts, err := cl.retrying(n, "POST", "/v1/token/validate", "", map[string]string{"token": ts.token})
+				requests.Add(1)
+				retried.Add(int64(attempts))
+				if err != nil || code != 200 {
+					wrong.Add(1)
+					fail("validate: %d %v", code, err)
+					continue
+				}
+				// A token revoked before this request started must be
+				// refused; one live must be accepted.
+				if got := m["valid"] == true; got == ts.revoked && !ts.pending {
+					wrong.Add(1)
+					fail("validate %s: valid=%v, revoked=%v", ts.jti, got, ts.revoked)
+				}
+			}
+		})
+	}
+	// The admin writes meanwhile: issues tokens and revokes some.
+	wg.Go(func() {
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if n%3 == 2 {
+				mu.Lock()
+				i := n % len(tokens)
+				ts := tokens[i]
+				if ts.revoked || ts.pending {
+					mu.Unlock()
+					continue
+				}
+				tokens[i].pending = true
+				mu.Unlock()
+				code, _, _, err := cl.retrying(n, "DELETE", "/v1/token/"+ts.jti, admin, nil)
+				if err != nil || code != 204 {
+					// Left pending: whether it committed is unknown.
+					fail("revoke: %d %v", code, err)
+					continue
+				}
+				// From now on every node must refuse it; give the feed
+				// its bound before the validators expect it.
+				time.Sleep(time.Second)
+				mu.Lock()
+				tokens[i].revoked, tokens[i].pending = true, false
+				mu.Unlock()
+				continue
+			}
+			if err := issue(n); err != nil {
+				fail("%v", err)
+			}
+		}
+	})
+
+	time.Sleep(time.Second)
+	for i := range 3 {
+		cl.restart(i)
+		time.Sleep(time.Second)
+	}
+	close(stop)
+	wg.Wait()
+	close(failures)
+	for f := range failures {
+		t.Error(f)
+	}
+	t.Logf("rolling restart of 3 nodes: %d validations, %d retried attempts, %d wrong or lost", requests.Load(), retried.Load(), wrong.Load())
+	if requests.Load() < 100 {
+		t.Errorf("only %d validations ran during the restarts", requests.Load())
+	}
+
+	// Nothing committed was lost: every node knows every token's state.
+	for _, ts := range tokens {
+		for i := range 3 {
+			if got := cl.valid(i, ts.token); got == ts.revoked {
+				t.Errorf("after the restarts node %d: token %s valid=%v, revoked=%v", i, ts.jti, got, ts.revoked)
+			}
+		}
+	}
 }
