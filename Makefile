@@ -45,6 +45,7 @@ test: test-deps lint
 ## bench: Go benchmarks and the REST load comparison (see bench/README.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./core/
+	$(GO) test -run '^$$' -bench . -benchmem ./plugins/...
 	$(GO) run ./bench/restload -bin $(BIN)
 
 clean:

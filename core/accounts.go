@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -29,6 +30,11 @@ const (
 	msgUsernameTaken = "username is taken or too similar to an existing one"
 	msgLastAdmin     = "cannot remove the last active admin"
 	msgNoAccount     = "account not found"
+	// msgPasswordControl: NUL and the other control characters (Unicode
+	// Cc: U+0000-U+001F, U+007F-U+009F) cannot be typed reliably, are cut
+	// short by C tools and terminals, and make a password of 12 NULs pass
+	// the length rule.
+	msgPasswordControl = "password must not contain control characters (such as NUL, tab or newline)"
 )
 
 var roleRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._:-]{0,63}$`)
@@ -98,6 +104,22 @@ func (s *Service) casAccount(ctx context.Context, id string, first *storage.Acco
 	return storage.Account{}, newError(sdk.ErrConflict, "the account was changed concurrently; try again")
 }
 
+// canonicalID returns a UUID in the canonical lowercase form that ids and
+// jtis are stored in, so a client that upper-cases one (RFC 9562 says
+// UUIDs compare case-insensitively) still finds it. Anything that is not
+// the 36-character hyphenated form is returned unchanged and is then
+// simply not found.
+func canonicalID(id string) string {
+	if len(id) != 36 {
+		return id
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return id
+	}
+	return u.String()
+}
+
 // getAccount reads an account by ID with a client-safe not-found error.
 func (s *Service) getAccount(ctx context.Context, id string) (storage.Account, error) {
 	if _, err := uuid.Parse(id); err != nil {
@@ -143,6 +165,9 @@ func (s *Service) checkPassword(pw string) error {
 	}
 	if len(pw) > MaxPasswordBytes {
 		return invalid(fmt.Sprintf("password must be at most %d bytes", MaxPasswordBytes))
+	}
+	if strings.ContainsFunc(pw, unicode.IsControl) {
+		return invalid(msgPasswordControl)
 	}
 	if utf8.RuneCountInString(pw) < s.cfg.MinPasswordLength {
 		return invalid(fmt.Sprintf("password must be at least %d characters", s.cfg.MinPasswordLength))
@@ -328,6 +353,7 @@ func (s *Service) CreateAccount(ctx context.Context, c Caller, na NewAccount) (A
 // GetAccount returns any account, deleted ones included (they keep their
 // row for the audit history).
 func (s *Service) GetAccount(ctx context.Context, c Caller, id string) (Account, error) {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return Account{}, err
 	}
@@ -342,6 +368,7 @@ func (s *Service) GetAccount(ctx context.Context, c Caller, id string) (Account,
 // Disabling kills every token of the account for good and may not remove
 // the last active admin.
 func (s *Service) UpdateAccount(ctx context.Context, c Caller, id string, u AccountUpdate) (Account, error) {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return Account{}, err
 	}
@@ -394,6 +421,7 @@ var errUnchanged = errors.New("unchanged")
 // history, its secrets are wiped, its tokens die and its username is
 // freed. The last active admin cannot be deleted.
 func (s *Service) DeleteAccount(ctx context.Context, c Caller, id string) error {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return err
 	}
@@ -414,6 +442,7 @@ func (s *Service) DeleteAccount(ctx context.Context, c Caller, id string) error 
 // SetPassword sets another account's password (admin reset); every token
 // of the account dies.
 func (s *Service) SetPassword(ctx context.Context, c Caller, id, pw string) error {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return err
 	}
@@ -441,6 +470,7 @@ func (s *Service) SetPassword(ctx context.Context, c Caller, id, pw string) erro
 
 // GetRoles returns an account's roles, sorted.
 func (s *Service) GetRoles(ctx context.Context, c Caller, id string) ([]string, error) {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return nil, err
 	}
@@ -454,6 +484,7 @@ func (s *Service) GetRoles(ctx context.Context, c Caller, id string) ([]string, 
 // SetRoles replaces an account's roles. Taking admin from the last active
 // admin is refused.
 func (s *Service) SetRoles(ctx context.Context, c Caller, id string, roles []string) ([]string, error) {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return nil, err
 	}

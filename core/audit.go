@@ -73,7 +73,7 @@ func (s *Service) ListAudit(ctx context.Context, c Caller, q AuditQuery) (AuditP
 	if err != nil {
 		return AuditPage{}, err
 	}
-	f := storage.EventFilter{Type: q.Type, AccountID: q.AccountID, Since: q.Since, Limit: limit}
+	f := storage.EventFilter{Type: q.Type, AccountID: canonicalID(q.AccountID), Since: q.Since, Limit: limit}
 	if q.Cursor != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(q.Cursor)
 		seq, perr := strconv.ParseInt(string(raw), 10, 64)

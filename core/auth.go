@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/metacircular/mcias/core/totp"
 	"github.com/metacircular/mcias/core/username"
@@ -47,6 +49,12 @@ func (s *Service) Login(ctx context.Context, c Caller, name, pw, totpCode string
 		pw = pw[:MaxPasswordBytes] // bounded work; the login fails below anyway
 		s.hasher.VerifyDummy(ctx, pw)
 		return fail("", "password_too_long")
+	}
+	if strings.ContainsFunc(pw, unicode.IsControl) {
+		// No stored password can hold one (checkPassword); fail in the
+		// same time as an unknown user.
+		s.hasher.VerifyDummy(ctx, pw)
+		return fail("", "password_control_characters")
 	}
 	canon, err := username.Canonical(name)
 	if err != nil {
@@ -266,6 +274,7 @@ func (s *Service) ConfirmTOTP(ctx context.Context, c Caller, code string) error 
 // RemoveTOTP switches TOTP off for an account and wipes its secret
 // (admin; the way back for a user who lost the authenticator).
 func (s *Service) RemoveTOTP(ctx context.Context, c Caller, id string) error {
+	id = canonicalID(id)
 	if err := requireAdmin(c); err != nil {
 		return err
 	}

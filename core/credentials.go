@@ -19,6 +19,7 @@ const maxPGField = 255
 // in clear. The read is audited (without the password); if the event
 // cannot be stored the credential is not returned.
 func (s *Service) GetPGCreds(ctx context.Context, c Caller, accountID string) (PGCreds, error) {
+	accountID = canonicalID(accountID)
 	if err := requireAdmin(c); err != nil {
 		return PGCreds{}, err
 	}
@@ -46,6 +47,7 @@ func (s *Service) GetPGCreds(ctx context.Context, c Caller, accountID string) (P
 // SetPGCreds creates or replaces an account's Postgres credential; the
 // password is sealed by custody before storage sees it.
 func (s *Service) SetPGCreds(ctx context.Context, c Caller, accountID string, pc PGCreds) error {
+	accountID = canonicalID(accountID)
 	if err := requireAdmin(c); err != nil {
 		return err
 	}

@@ -371,6 +371,7 @@ func (s *Service) Renew(ctx context.Context, c Caller) (IssuedToken, error) {
 // IssueServiceToken issues a token for an active system account. ttl 0
 // means the configured default; otherwise it must lie in [1s, max].
 func (s *Service) IssueServiceToken(ctx context.Context, c Caller, accountID string, ttl time.Duration, audience string) (IssuedToken, error) {
+	accountID = canonicalID(accountID)
 	if err := requireAdmin(c); err != nil {
 		return IssuedToken{}, err
 	}
@@ -409,6 +410,7 @@ func (s *Service) IssueServiceToken(ctx context.Context, c Caller, accountID str
 // RevokeToken revokes any token by jti. Revoking a revoked token
 // succeeds and is audited again.
 func (s *Service) RevokeToken(ctx context.Context, c Caller, jti string) error {
+	jti = canonicalID(jti)
 	if err := requireAdmin(c); err != nil {
 		return err
 	}

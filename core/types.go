@@ -14,7 +14,6 @@ type Caller struct {
 	Principal *Principal
 	IP        string
 	RequestID string
-	UserAgent string
 }
 
 // Principal is the account behind a valid bearer token.

@@ -96,6 +96,10 @@ func newInstance(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
+	// The command init prints works as printed, from where init was run.
+	if want := "serve it with: bin/mciassrv serve -config run/mcias.toml\n"; !strings.HasSuffix(out, want) {
+		t.Fatalf("init output does not end with %q:\n%s", want, out)
+	}
 	return dir
 }
 
@@ -204,6 +208,17 @@ func runQuickStart(t *testing.T, dir string) {
 			t.Errorf("quick start output lacks %q:\n%s", want, out)
 		}
 	}
+	// Each JSON reply (curl) is a line of its own, not glued to the next
+	// output or the prompt.
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "{") && (!strings.HasSuffix(line, "}") || strings.Contains(line, "}{")) {
+			t.Errorf("a JSON reply runs into other output: %q", line)
+		}
+	}
+	// Tokens never appear as command arguments (ps shows those).
+	if m := regexp.MustCompile(`(?m)^[^#\n]*mciasctl[^|\n]*\$ALICE.*$`).FindString(script); m != "" {
+		t.Errorf("the quick start passes a token as an argument: %s", m)
+	}
 	if strings.Contains(s.log.String(), adminPassword) || strings.Contains(s.log.String(), "alice-long-password") {
 		t.Error("a password reached the server log")
 	}
@@ -274,9 +289,18 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Fatalf("SIGTERM: %v", err)
 	}
 
-	s = start(t, dir, "MCIAS_ADMIN_PASSWORD=ignored-because-not-empty")
-	if strings.Contains(s.log.String(), "bootstrap admin") {
+	const ignored = "ignored-because-not-empty"
+	s = start(t, dir, "MCIAS_ADMIN_PASSWORD="+ignored)
+	log := s.log.String()
+	if strings.Contains(log, "created the bootstrap admin") {
 		t.Fatal("bootstrap admin created again on restart")
+	}
+	// Setting the variables on a database with accounts is not silent.
+	if n := strings.Count(log, "bootstrap admin not created: the database already has accounts"); n != 1 {
+		t.Fatalf("%d log lines say the bootstrap variables were ignored, want 1:\n%s", n, log)
+	}
+	if strings.Contains(log, ignored) {
+		t.Fatal("the ignored MCIAS_ADMIN_PASSWORD reached the log")
 	}
 	base = "https://" + s.addr
 	for _, tc := range []struct {

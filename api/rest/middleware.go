@@ -170,7 +170,6 @@ func caller(c *gin.Context) core.Caller {
 	cl := core.Caller{
 		IP:        c.ClientIP(),
 		RequestID: c.GetString(ctxRequestID),
-		UserAgent: c.Request.UserAgent(),
 	}
 	if p, ok := c.Get(ctxPrincipal); ok {
 		cl.Principal, _ = p.(*core.Principal)

@@ -1,6 +1,7 @@
 package rest
 
 import (
+	"container/list"
 	"math"
 	"net/http"
 	"strconv"
@@ -14,16 +15,26 @@ import (
 // ipLimiter is a token bucket per client IP. The IP is what Gin's
 // ClientIP reports, which honours X-Forwarded-For only from configured
 // trusted proxies, so a client cannot pick its own bucket.
+//
+// At most max buckets are kept, in least-recently-used order: a new IP
+// beyond the cap evicts the bucket that has been idle longest. Evicting
+// fails open for that one address (its next attempt starts a full
+// bucket), which only matters to an attacker who keeps more than max
+// addresses busy at once and so is already not slowed by a per-IP limit;
+// refusing new addresses when full would instead let such an attacker
+// lock every other client out of login (ARCHITECTURE.md).
 type ipLimiter struct {
 	rate  rate.Limit
 	burst int
+	max   int
 
 	mu      sync.Mutex
-	buckets map[string]*bucket
-	swept   time.Time
+	buckets map[string]*list.Element // value: *bucket
+	lru     list.List                // front: most recently used
 }
 
 type bucket struct {
+	ip   string
 	lim  *rate.Limiter
 	seen time.Time
 }
@@ -32,12 +43,16 @@ type bucket struct {
 // so dropping it forgets nothing.
 const idleAfter = 10 * time.Minute
 
-func newIPLimiter(perMinute float64, burst int) *ipLimiter {
+// maxBuckets bounds the limiter's memory (a bucket is about 200 bytes, so
+// some 13 MiB at the cap) whatever the number of source addresses.
+const maxBuckets = 65536
+
+func newIPLimiter(perMinute float64, burst, max int) *ipLimiter {
 	return &ipLimiter{
 		rate:    rate.Limit(perMinute / 60),
 		burst:   burst,
-		buckets: make(map[string]*bucket),
-		swept:   time.Now(),
+		max:     max,
+		buckets: make(map[string]*list.Element),
 	}
 }
 
@@ -45,18 +60,20 @@ func newIPLimiter(perMinute float64, burst int) *ipLimiter {
 func (l *ipLimiter) allow(ip string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if now.Sub(l.swept) > time.Minute {
-		for k, b := range l.buckets {
-			if now.Sub(b.seen) > idleAfter {
-				delete(l.buckets, k)
-			}
-		}
-		l.swept = now
+	// The idle buckets are all at the back: drop them, oldest first.
+	for e := l.lru.Back(); e != nil && now.Sub(e.Value.(*bucket).seen) > idleAfter; e = l.lru.Back() {
+		l.drop(e)
 	}
-	b, ok := l.buckets[ip]
-	if !ok {
-		b = &bucket{lim: rate.NewLimiter(l.rate, l.burst)}
-		l.buckets[ip] = b
+	var b *bucket
+	if e, ok := l.buckets[ip]; ok {
+		b = e.Value.(*bucket)
+		l.lru.MoveToFront(e)
+	} else {
+		if l.lru.Len() >= l.max {
+			l.drop(l.lru.Back())
+		}
+		b = &bucket{ip: ip, lim: rate.NewLimiter(l.rate, l.burst)}
+		l.buckets[ip] = l.lru.PushFront(b)
 	}
 	b.seen = now
 	r := b.lim.ReserveN(now, 1)
@@ -68,6 +85,10 @@ func (l *ipLimiter) allow(ip string, now time.Time) (bool, time.Duration) {
 		return false, d
 	}
 	return true, 0
+}
+
+func (l *ipLimiter) drop(e *list.Element) {
+	delete(l.buckets, l.lru.Remove(e).(*bucket).ip)
 }
 
 // limit rejects requests over the per-IP rate with 429 and Retry-After.

@@ -230,3 +230,35 @@ func TestRequestID(t *testing.T) {
 		t.Fatalf("unsafe request id not replaced: %q", got)
 	}
 }
+
+// TestIDCaseAndControlCharacters: an upper-cased account id in a path
+// names the same account, and a password with a NUL or another control
+// character is refused with 400 invalid_request (login: 401).
+func TestIDCaseAndControlCharacters(t *testing.T) {
+	e := newEnv(t, rest.Config{})
+	admin := e.login(adminUser, adminPass)
+	r := e.do("POST", "/v1/accounts", admin, map[string]string{"username": "alice", "account_type": "human", "password": "alice password 1"})
+	mustStatus(t, "create", r, 201, "")
+	id := r.json(t)["id"].(string)
+	up := strings.ToUpper(id)
+	r = e.do("GET", "/v1/accounts/"+up, admin, nil)
+	mustStatus(t, "get by upper-case id", r, 200, "")
+	if got := r.json(t)["id"]; got != id {
+		t.Fatalf("id = %v, want %s", got, id)
+	}
+	mustStatus(t, "roles by upper-case id", e.do("PUT", "/v1/accounts/"+up+"/roles", admin, map[string][]string{"roles": {"ops"}}), 200, "")
+
+	for _, pw := range []string{strings.Repeat("\x00", 12), "alice password\x002", "alice password\n2"} {
+		r = e.do("POST", "/v1/accounts", admin, map[string]string{"username": "bob", "account_type": "human", "password": pw})
+		mustStatus(t, "create with control characters", r, 400, "invalid_request")
+		if msg := r.json(t)["error"].(string); !strings.Contains(msg, "control characters") {
+			t.Fatalf("error %q does not say why", msg)
+		}
+		mustStatus(t, "set with control characters", e.do("PUT", "/v1/accounts/"+up+"/password", admin, map[string]string{"password": pw}), 400, "invalid_request")
+		mustStatus(t, "change with control characters", e.do("PUT", "/v1/auth/password", admin,
+			map[string]string{"current_password": adminPass, "new_password": pw}), 400, "invalid_request")
+		mustStatus(t, "login with control characters", e.do("POST", "/v1/auth/login", "",
+			map[string]string{"username": "alice", "password": pw}), 401, "invalid_credentials")
+	}
+	e.login("alice", "alice password 1")
+}

@@ -62,7 +62,7 @@ func New(svc *core.Service, cfg Config) (*Server, error) {
 		abortJSON(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
 	})
 
-	passwordLimit := newIPLimiter(cfg.LoginPerMinute, cfg.LoginBurst).limit()
+	passwordLimit := newIPLimiter(cfg.LoginPerMinute, cfg.LoginBurst, maxBuckets).limit()
 
 	e.GET("/.well-known/jwks.json", s.jwks)
 	v1 := e.Group("/v1")

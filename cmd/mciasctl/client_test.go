@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -470,6 +471,25 @@ func TestCLITokenFromStdin(t *testing.T) {
 	r := f.last(t)
 	if string(r.Body) != `{"token":"`+jwtLike+`"}` || r.Auth != "" {
 		t.Errorf("body %s auth %q", r.Body, r.Auth)
+	}
+}
+
+// TestCLIRevokeFromStdin: token revoke takes the token on stdin too, so
+// it never has to be an argument (visible in ps).
+func TestCLIRevokeFromStdin(t *testing.T) {
+	const jti = "0f0e3c3a-1111-4222-8333-444455556666"
+	tok := "eyJhbGciOiJFZERTQSJ9." + base64.RawURLEncoding.EncodeToString([]byte(`{"jti":"`+jti+`"}`)) + ".c2ln"
+	f := newFakeServer(t, map[string]reply{"DELETE /v1/token/" + jti: {204, "", nil}})
+	code, stdout, stderr := cli(t, f, map[string]string{"MCIAS_TOKEN": "admintoken"}, tok+"\n", "token", "revoke", "-")
+	if code != 0 || !strings.Contains(stdout, "token "+jti+" revoked") {
+		t.Fatalf("exit %d; stdout %q; stderr %q", code, stdout, stderr)
+	}
+	if r := f.last(t); r.Method != "DELETE" || r.Path != "/v1/token/"+jti {
+		t.Errorf("request %s %s", r.Method, r.Path)
+	}
+	code, _, stderr = cli(t, f, map[string]string{"MCIAS_TOKEN": "admintoken"}, "", "token", "revoke", "-")
+	if code != exitFailed || !strings.Contains(stderr, "read token from stdin") {
+		t.Errorf("empty stdin: exit %d; stderr %q", code, stderr)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 var tokenCommands = []command{
 	{name: "token issue", synopsis: "-account ID [-ttl DURATION] [-audience A]", help: "issue a service token for a system account; prints only the token", run: tokenIssue},
-	{name: "token revoke", synopsis: "JTI|TOKEN", help: "revoke a token by its jti (or pass the token itself)", run: tokenRevoke},
+	{name: "token revoke", synopsis: "JTI|TOKEN|-", help: "revoke a token by its jti, or the token itself ('-' reads it from stdin)", run: tokenRevoke},
 	{name: "token validate", synopsis: "[-audience A] TOKEN|-", help: "validate a token ('-' reads it from stdin); exit 0 valid, 1 invalid", run: tokenValidate},
 }
 
@@ -66,7 +66,11 @@ func tokenRevoke(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	jti, err := jtiOf(pos[0])
+	arg, err := a.tokenArg(c, pos[0])
+	if err != nil {
+		return err
+	}
+	jti, err := jtiOf(arg)
 	if err != nil {
 		return err
 	}
@@ -98,6 +102,24 @@ func jtiOf(arg string) (string, error) {
 	return claims.JTI, nil
 }
 
+// tokenArg is the token (or jti) argument of validate and revoke; "-"
+// reads it from one line of stdin, which keeps it out of ps and shell
+// history (echo and printf are shell builtins).
+func (a *app) tokenArg(c *command, arg string) (string, error) {
+	if arg == "-" {
+		line, err := a.readLine()
+		if err != nil {
+			return "", fmt.Errorf("read token from stdin: %w", err)
+		}
+		arg = line
+	}
+	arg = strings.TrimSpace(arg)
+	if arg == "" {
+		return "", &usageError{msg: "empty token", cmd: c}
+	}
+	return arg, nil
+}
+
 type validateRequest struct {
 	Token    string `json:"token"`
 	Audience string `json:"audience,omitempty"`
@@ -110,17 +132,9 @@ func tokenValidate(ctx context.Context, a *app, c *command, args []string) error
 	if err != nil {
 		return err
 	}
-	token := pos[0]
-	if token == "-" {
-		line, err := a.readLine()
-		if err != nil {
-			return fmt.Errorf("read token from stdin: %w", err)
-		}
-		token = line
-	}
-	token = strings.TrimSpace(token)
-	if token == "" {
-		return &usageError{msg: "empty token", cmd: c}
+	token, err := a.tokenArg(c, pos[0])
+	if err != nil {
+		return err
 	}
 	var v validation
 	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/token/validate", Body: validateRequest{Token: token, Audience: *audience}}, &v)

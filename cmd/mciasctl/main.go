@@ -462,6 +462,11 @@ one line of standard input:
                       of auth password
   MCIAS_PG_PASSWORD   pgcreds set
 
+Tokens: the bearer token comes from $MCIAS_TOKEN; a token to validate or
+revoke is best given as "-" and written to standard input, since command
+arguments show in ps:
+  echo "$TOKEN" | mciasctl token validate -
+
 Exit status:
   0  success; token validate: the token is valid
   1  the operation failed; token validate: the token is invalid

@@ -164,18 +164,22 @@ func accountRows(accts []account) [][]string {
 
 var accountHeader = []string{"ID", "USERNAME", "TYPE", "STATUS", "TOTP", "ROLES"}
 
-func printAccount(w io.Writer, ac account) {
-	roles := joinRoles(ac.Roles)
-	if roles == "" {
-		roles = "(none)"
+// rolesField is the roles value of a key: value listing.
+func rolesField(roles []string) string {
+	if len(roles) == 0 {
+		return "(none)"
 	}
+	return joinRoles(roles)
+}
+
+func printAccount(w io.Writer, ac account) {
 	printFields(w, [][2]string{
 		{"id", ac.ID},
 		{"username", ac.Username},
 		{"type", ac.AccountType},
 		{"status", ac.Status},
 		{"totp", yesNo(ac.TOTPEnabled)},
-		{"roles", roles},
+		{"roles", rolesField(ac.Roles)},
 		{"created", ac.CreatedAt},
 		{"updated", ac.UpdatedAt},
 	})
@@ -191,7 +195,7 @@ func printValidation(w io.Writer, v validation) {
 		{"sub", v.Sub},
 		{"username", v.Username},
 		{"type", v.AccountType},
-		{"roles", joinRoles(v.Roles)},
+		{"roles", rolesField(v.Roles)},
 		{"expires", v.ExpiresAt},
 		{"jti", v.JTI},
 	})

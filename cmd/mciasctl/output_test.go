@@ -80,6 +80,12 @@ func TestPrintValidation(t *testing.T) {
 			v:    validation{Valid: true, Sub: "s", Username: "u", AccountType: "system", Roles: []string{"r"}, ExpiresAt: "2026-01-02T15:04:05Z", JTI: "j"},
 			want: "valid\nsub:      s\nusername: u\ntype:     system\nroles:    r\nexpires:  2026-01-02T15:04:05Z\njti:      j\n",
 		},
+		{
+			// Like account get and auth me, not an empty value.
+			name: "case=valid without roles",
+			v:    validation{Valid: true, Sub: "s", Username: "u", AccountType: "human", Roles: []string{}, ExpiresAt: "2026-01-02T15:04:05Z", JTI: "j"},
+			want: "valid\nsub:      s\nusername: u\ntype:     human\nroles:    (none)\nexpires:  2026-01-02T15:04:05Z\njti:      j\n",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -55,7 +55,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "mciassrv:", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "development instance ready: mciassrv -config %s\n", path)
+		// os.Args[0] is how this binary was just run (bin/mciassrv under
+		// make run), so the printed command works as is.
+		fmt.Fprintf(stdout, "development instance ready; serve it with: %s serve -config %s\n", os.Args[0], path)
 		return 0
 	case "serve", "check-config":
 		fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
@@ -149,7 +151,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 	// audit feed's position, the sinks get them too.
 	host.RecordTo(store.Audit().AppendEvent)
 
-	if err := bootstrapAdmin(ctx, svc, stderr); err != nil {
+	if err := bootstrapAdmin(ctx, svc, logger, stderr); err != nil {
 		return err
 	}
 
@@ -211,8 +213,10 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 
 // bootstrapAdmin creates the first admin on an empty database, from
 // MCIAS_ADMIN_USERNAME / MCIAS_ADMIN_PASSWORD or with a generated
-// password that is printed once, to the terminal, never to the log.
-func bootstrapAdmin(ctx context.Context, svc *core.Service, stderr io.Writer) error {
+// password that is printed once, to the terminal, never to the log. On a
+// database that already has accounts nothing is created; when the
+// variables were set anyway, one log line says they were ignored.
+func bootstrapAdmin(ctx context.Context, svc *core.Service, logger *slog.Logger, stderr io.Writer) error {
 	username := os.Getenv("MCIAS_ADMIN_USERNAME")
 	if username == "" {
 		username = "admin"
@@ -237,6 +241,8 @@ func bootstrapAdmin(ctx context.Context, svc *core.Service, stderr io.Writer) er
 			"  Change it after logging in (mciasctl auth password).\n\n", username, password)
 	} else if created {
 		fmt.Fprintf(stderr, "\n  MCIAS created the bootstrap admin account %q with the password from MCIAS_ADMIN_PASSWORD.\n\n", username)
+	} else if os.Getenv("MCIAS_ADMIN_USERNAME") != "" || !generated {
+		logger.Info("bootstrap admin not created: the database already has accounts; MCIAS_ADMIN_USERNAME and MCIAS_ADMIN_PASSWORD are ignored")
 	}
 	return nil
 }

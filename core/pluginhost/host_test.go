@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -392,4 +393,46 @@ func procState(pid int) byte {
 		return 0
 	}
 	return b[i+2]
+}
+
+// syncBuf is a goroutine-safe log buffer.
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestPluginLogsCarryTheirNameOnce(t *testing.T) {
+	var buf syncBuf
+	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := pluginhost.New(fastOptions, logger)
+	defer h.Close(context.Background())
+	openSQLite(t, h)
+	var line string
+	waitFor(t, "the plugin's migration log line", 5*time.Second, func() bool {
+		for _, l := range strings.Split(buf.String(), "\n") {
+			if strings.Contains(l, "applied migration") {
+				line = l
+				return true
+			}
+		}
+		return false
+	})
+	if n := strings.Count(line, `"plugin":`); n != 1 {
+		t.Fatalf("plugin key appears %d times: %s", n, line)
+	}
+	if !strings.Contains(line, `"plugin":"sqlite"`) || !strings.Contains(line, `"kind":"storage"`) {
+		t.Fatalf("log line lacks the plugin's name or kind: %s", line)
+	}
 }

@@ -78,7 +78,8 @@ func (s *supervisor[T]) launch(ctx context.Context) error {
 	}
 	defer release()
 	cmd.Env = passEnv(s.p.Env)
-	cfg := sdkplugin.ClientConfig(s.ops.kind, s.p.Name, cmd, s.log)
+	// ClientConfig tags the records with plugin=NAME itself.
+	cfg := sdkplugin.ClientConfig(s.ops.kind, s.p.Name, cmd, s.host.log.With("kind", string(s.ops.kind)))
 	cfg.SkipHostEnv = true
 	cfg.StartTimeout = s.host.opts.StartTimeout
 	client := goplugin.NewClient(cfg)
@@ -208,6 +209,11 @@ func (s *supervisor[T]) watch() string {
 		failures++
 		s.log.Warn("plugin health check failed", "err", err, "failures", failures)
 		if failures >= s.host.opts.FailThreshold {
+			// Calls to a process that just died fail before go-plugin
+			// has reaped it; give that a moment so the reason is right.
+			if exitedWithin(client, s.host.opts.HealthTimeout) {
+				return "exited"
+			}
 			return "unresponsive"
 		}
 	}
@@ -275,4 +281,16 @@ func (s *supervisor[T]) stop(ctx context.Context) {
 		client.Kill()
 	}
 	s.log.Info("plugin stopped")
+}
+
+// exitedWithin reports whether the plugin process exits within d.
+func exitedWithin(c *goplugin.Client, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !c.Exited() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return true
 }

@@ -9,10 +9,10 @@ import (
 	"testing"
 
 	"github.com/metacircular/mcias/backends/audit/file"
-	"github.com/metacircular/mcias/internal/plugintest"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/audit/audittest"
 	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 )
 
 // readBack parses every line of the sink's file, as an operator's log

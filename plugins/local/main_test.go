@@ -5,10 +5,10 @@ import (
 	"testing"
 
 	"github.com/metacircular/mcias/backends/custody/local"
-	"github.com/metacircular/mcias/internal/plugintest"
 	"github.com/metacircular/mcias/sdk/custody"
 	"github.com/metacircular/mcias/sdk/custody/custodytest"
 	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 )
 
 // TestConformance runs the custody suite against the local custodian

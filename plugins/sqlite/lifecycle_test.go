@@ -12,9 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/metacircular/mcias/internal/plugintest"
+	"github.com/metacircular/mcias/backends/storage/sqlite"
 	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 )
 
 // The plugin binary's life as the supervisor sees it: its logs, its death,
@@ -73,6 +75,42 @@ func TestKilledPluginIsUnavailable(t *testing.T) {
 		if errors.Is(call.err, sdk.ErrNotFound) {
 			t.Errorf("%s on a dead plugin looks like not found: %v", call.name, call.err)
 		}
+	}
+}
+
+// TestSIGTERMClosesAndExits: a plugin sent SIGTERM (by an operator, or
+// an init system stopping the service's process group) closes its store
+// and exits on its own; the database is then complete and reopens.
+func TestSIGTERMClosesAndExits(t *testing.T) {
+	bin := buildOnce(t)
+	c, hostLog := plugintest.Start(t, plugin.KindStorage, "sqlite", bin)
+	uri := "sqlite://" + filepath.Join(t.TempDir(), "mcias.db")
+	s, err := plugin.OpenStorage(t.Context(), c, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Audit().AppendEvent(t.Context(), audit.Event{ID: "ev-1", Type: audit.PluginStart, Outcome: audit.Success}); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(c.ID())
+	if err != nil {
+		t.Fatalf("plugin id %q: %v", c.ID(), err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the plugin to exit after SIGTERM", c.Exited)
+	if len(hostLog.Lines(`"msg":"plugin received SIGTERM; exiting"`, `"plugin":"sqlite"`)) == 0 {
+		t.Errorf("no SIGTERM record in the host log:\n%s", hostLog.String())
+	}
+	again, err := sqlite.Open(t.Context(), uri, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(t.Context())
+	evs, err := again.Audit().ReadEvents(t.Context(), 0, 0)
+	if err != nil || len(evs) != 1 || evs[0].ID != "ev-1" {
+		t.Fatalf("after SIGTERM the database holds %+v, %v", evs, err)
 	}
 }
 

@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/metacircular/mcias/backends/storage/sqlite"
-	"github.com/metacircular/mcias/internal/plugintest"
 	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 	"github.com/metacircular/mcias/sdk/storage"
 	"github.com/metacircular/mcias/sdk/storage/storagetest"
 )

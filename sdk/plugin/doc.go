@@ -23,7 +23,8 @@
 // then Close. A plugin author checks a backend with the sdk conformance
 // suites (storagetest, custodytest, audittest), directly, through
 // StorageOverGRPC / CustodyOverGRPC / AuditOverGRPC, and as the built
-// binary through ClientConfig and OpenStorage / OpenCustody / OpenAudit.
+// binary through ClientConfig and OpenStorage / OpenCustody / OpenAudit;
+// package plugintest builds the binary and starts it as the server would.
 //
 // Logs: the logger the factory receives writes hclog JSON lines to the
 // process's stderr; the host parses them and re-logs each record in its
@@ -34,10 +35,14 @@
 // stream=stdout or stream=stderr. Never log secrets: the host's log is
 // the operator's.
 //
+// Logs written through slog's or log's default logger take the same road.
+//
 // Lifetime: the plugin exits on its own when its parent process changes
 // (the host died, even by SIGKILL; checked every 500ms) and on SIGTERM,
-// closing its backend first (within 5s). SIGINT is ignored, as go-plugin
-// does: the host decides when its plugins stop.
+// closing its backend first (waiting at most about 6s). SIGINT is
+// ignored, as go-plugin does: the host decides when its plugins stop.
+// go-plugin hands the plugin the host's stdin, so stdin EOF says nothing
+// about the host and is not watched.
 //
 // # Host API
 //
@@ -61,8 +66,8 @@
 //
 // In-process, for tests: StorageOverGRPC, CustodyOverGRPC and
 // AuditOverGRPC(ctx, factory, uri, logger) serve a backend over a real
-// gRPC connection on a loopback listener and return the client shim and a
-// stop function.
+// gRPC connection on a private Unix socket and return the client shim and
+// a stop function.
 //
 // # The wire
 //
@@ -89,6 +94,8 @@
 // so a caller can tell its own deadline apart and the REST layer still
 // answers 503. A transport failure (the plugin died: UNAVAILABLE or any
 // error that is not a status, or a code outside the table) is
-// sdk.ErrUnavailable. A call before Open or after Close is sdk.ErrUnavailable; a second Open
-// is sdk.ErrPrecondition.
+// sdk.ErrUnavailable. An answer that does not carry the record asked for
+// (a buggy plugin) is sdk.ErrInternal, never a zero value. A call before
+// Open or after Close is sdk.ErrUnavailable; a second Open is
+// sdk.ErrPrecondition.
 package plugin

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,11 +21,11 @@ import (
 )
 
 // The OverGRPC helpers run a backend behind the very server and client
-// shims a plugin process uses, over a real gRPC connection on a loopback
-// listener, inside this process. Tests use them to hold a backend to its
-// contract across the wire without building a binary; a host could use
-// them to isolate a builtin the same way. The connection is plaintext:
-// it never leaves the process's loopback socket.
+// shims a plugin process uses, over a real gRPC connection on a Unix
+// socket in a private temporary directory (mode 0700, as go-plugin does),
+// inside this process. Tests use them to hold a backend to its contract
+// across the wire without building a binary. The connection is plaintext:
+// only this user can reach the socket, and it is removed on stop.
 //
 // Each returns the client shim, already opened on uri, and a stop
 // function that tears the connection and server down and closes the
@@ -87,11 +89,17 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// overGRPC starts a gRPC server with register on a loopback listener and
-// connects a client to it.
+// overGRPC starts a gRPC server with register on a private Unix socket
+// and connects a client to it.
 func overGRPC(register func(*grpc.Server), connect func(*grpc.ClientConn), closeBackend func(context.Context) error) (func(), error) {
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	dir, err := os.MkdirTemp("", "mcias-plugin-")
 	if err != nil {
+		return nil, fmt.Errorf("plugin over grpc: socket directory: %w: %w", sdk.ErrUnavailable, err)
+	}
+	sock := filepath.Join(dir, "grpc.sock")
+	lis, err := net.Listen("unix", sock)
+	if err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("plugin over grpc: listen: %w: %w", sdk.ErrUnavailable, err)
 	}
 	srv := newGRPCServer(nil)
@@ -101,13 +109,14 @@ func overGRPC(register func(*grpc.Server), connect func(*grpc.ClientConn), close
 		defer close(served)
 		_ = srv.Serve(lis) // returns when Stop closes the listener
 	}()
-	conn, err := grpc.NewClient(lis.Addr().String(),
+	conn, err := grpc.NewClient("unix://"+sock,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxMessage), grpc.MaxCallSendMsgSize(maxMessage)),
 	)
 	if err != nil {
 		srv.Stop()
 		<-served
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("plugin over grpc: connect: %w: %w", sdk.ErrUnavailable, err)
 	}
 	connect(conn)
@@ -116,5 +125,6 @@ func overGRPC(register func(*grpc.Server), connect func(*grpc.ClientConn), close
 		srv.Stop()
 		<-served
 		_ = closeBackend(context.Background())
+		os.RemoveAll(dir)
 	}, nil
 }

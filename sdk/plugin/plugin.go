@@ -27,9 +27,6 @@ const (
 	KindAudit   Kind = "audit"   // an audit.Sink
 )
 
-// Kinds lists every kind.
-var Kinds = []Kind{KindStorage, KindCustody, KindAudit}
-
 // ProtocolVersion is the wire protocol version this package speaks for
 // every kind (proto/mcias/plugin/<kind>/v1). A later version is added
 // beside it in VersionedPlugins, so hosts and plugins negotiate.

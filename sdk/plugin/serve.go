@@ -61,6 +61,9 @@ func serve(kind Kind, logger hclog.Logger, register func(*grpc.Server), closeBac
 			logger.Error("close backend", "kind", string(kind), "reason", why, "error", err)
 		}
 	}
+	// Records a backend writes through slog's or log's default logger take
+	// the same road to the host as those through the logger it was given.
+	slog.SetDefault(slog.New(newHCLogHandler(logger)))
 	go watchHost(logger, shutdown)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake(kind),
@@ -89,16 +92,31 @@ func watchHost(logger hclog.Logger, shutdown func(string)) {
 		select {
 		case <-term:
 			logger.Info("plugin received SIGTERM; exiting")
-			shutdown("SIGTERM")
-			os.Exit(0)
+			exit(logger, shutdown, "SIGTERM", 0)
 		case <-tick.C:
 			if p := os.Getppid(); p != ppid {
 				logger.Warn("plugin host is gone; exiting", "host_pid", ppid, "new_parent_pid", p)
-				shutdown("host gone")
-				os.Exit(1)
+				exit(logger, shutdown, "host gone", 1)
 			}
 		}
 	}
+}
+
+// exit closes the backend and ends the process, even when the backend's
+// Close ignores its deadline: a plugin that outlived its host must not
+// linger because its backend hangs.
+func exit(logger hclog.Logger, shutdown func(string), why string, code int) {
+	done := make(chan struct{})
+	go func() {
+		shutdown(why)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeTimeout + time.Second):
+		logger.Error("backend did not close in time; exiting anyway", "reason", why)
+	}
+	os.Exit(code)
 }
 
 // newGRPCServer is the plugin's gRPC server: go-plugin's options (TLS)

@@ -2,8 +2,10 @@ package plugin
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1"
 	"github.com/metacircular/mcias/sdk/storage"
@@ -24,6 +26,14 @@ var _ interface {
 	storage.CredentialStore
 	storage.AuditStore
 } = (*storageClient)(nil)
+
+// malformed is the error for an answer that cannot be the one asked for
+// (a record missing, or another record than the one named). A plugin bug
+// must never read as an answer: an empty token record would look like a
+// token that is not revoked.
+func malformed(op string) error {
+	return fmt.Errorf("storage plugin: %s: %w: the plugin's answer does not match the request", op, sdk.ErrInternal)
+}
 
 func (s *storageClient) Accounts() storage.AccountStore       { return s }
 func (s *storageClient) Tokens() storage.TokenStore           { return s }
@@ -63,6 +73,9 @@ func (s *storageClient) GetAccount(ctx context.Context, id string) (storage.Acco
 	if err != nil {
 		return storage.Account{}, fromStatus("storage plugin: get account", err)
 	}
+	if resp.GetAccount().GetId() != id {
+		return storage.Account{}, malformed("get account")
+	}
 	return accountFromPB(resp.GetAccount()), nil
 }
 
@@ -70,6 +83,9 @@ func (s *storageClient) GetAccountByUsername(ctx context.Context, username strin
 	resp, err := s.c.GetAccountByUsername(ctx, &storagev1.GetAccountByUsernameRequest{Username: username})
 	if err != nil {
 		return storage.Account{}, fromStatus("storage plugin: get account by username", err)
+	}
+	if resp.GetAccount().GetUsername() != username || resp.GetAccount().GetId() == "" {
+		return storage.Account{}, malformed("get account by username")
 	}
 	return accountFromPB(resp.GetAccount()), nil
 }
@@ -88,6 +104,9 @@ func (s *storageClient) UpdateAccount(ctx context.Context, a storage.Account, op
 	})
 	if err != nil {
 		return storage.Account{}, fromStatus("storage plugin: update account", err)
+	}
+	if resp.GetAccount().GetId() != a.ID {
+		return storage.Account{}, malformed("update account")
 	}
 	return accountFromPB(resp.GetAccount()), nil
 }
@@ -109,6 +128,9 @@ func (s *storageClient) GetToken(ctx context.Context, jti string) (storage.Token
 	resp, err := s.c.GetToken(ctx, &storagev1.GetTokenRequest{Jti: jti})
 	if err != nil {
 		return storage.Token{}, fromStatus("storage plugin: get token", err)
+	}
+	if resp.GetToken().GetJti() != jti {
+		return storage.Token{}, malformed("get token")
 	}
 	return tokenFromPB(resp.GetToken()), nil
 }
@@ -139,6 +161,9 @@ func (s *storageClient) GetPGCreds(ctx context.Context, accountID string) (stora
 	if err != nil {
 		return storage.PGCreds{}, fromStatus("storage plugin: get pgcreds", err)
 	}
+	if resp.GetCreds().GetAccountId() != accountID {
+		return storage.PGCreds{}, malformed("get pgcreds")
+	}
 	return pgCredsFromPB(resp.GetCreds()), nil
 }
 
@@ -146,6 +171,9 @@ func (s *storageClient) PutPGCreds(ctx context.Context, c storage.PGCreds, ev au
 	resp, err := s.c.PutPGCreds(ctx, &storagev1.PutPGCredsRequest{Creds: pgCredsToPB(c), Event: eventToPB(ev)})
 	if err != nil {
 		return storage.PGCreds{}, fromStatus("storage plugin: put pgcreds", err)
+	}
+	if resp.GetCreds().GetAccountId() != c.AccountID {
+		return storage.PGCreds{}, malformed("put pgcreds")
 	}
 	return pgCredsFromPB(resp.GetCreds()), nil
 }

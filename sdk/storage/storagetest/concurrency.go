@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
@@ -21,6 +22,7 @@ func concurrencyCases() []testCase {
 		{"concurrent CAS: one winner per version", testConcurrentCAS},
 		{"concurrent CAS: no lost update", testNoLostUpdate},
 		{"concurrent appends", testConcurrentAppends},
+		{"concurrent mixed writers: the feed misses nothing", testFeedUnderMixedWriters},
 		{"reads during writes", testReadsDuringWrites},
 		{"canceled context", testCanceledContext},
 	}
@@ -271,4 +273,147 @@ func testInfoPingClose(t *testing.T, s storage.Store) {
 	wantOK(t, "Ping", s.Ping(t.Context()))
 	wantOK(t, "Close", s.Close(t.Context()))
 	wantKind(t, "Ping after Close", s.Ping(t.Context()), sdk.ErrUnavailable)
+}
+
+// testFeedUnderMixedWriters runs writers of every state-changing method at
+// once while a follower reads the feed the way audit delivery does
+// (ReadEvents after the last Seq seen, never re-reading). Seq must follow
+// commit order, so the follower sees every event exactly once, and each
+// writer's events appear in the order it made them.
+func testFeedUnderMixedWriters(t *testing.T, s storage.Store) {
+	f := newFixture(t, s)
+	const rounds = 5
+	// Build every request first: the fixture is not safe for concurrent use.
+	type round struct {
+		tok                            storage.Token
+		created, revoked, updated, put audit.Event
+		read                           audit.Event
+		updatedAt, revokedAt           time.Time
+	}
+	accts := make([]storage.Account, writers)
+	plan := make([][]round, writers)
+	for w := range writers {
+		accts[w] = f.account(fmt.Sprintf("writer%d", w))
+		for range rounds {
+			t0 := f.tick()
+			plan[w] = append(plan[w], round{
+				tok:       storage.Token{JTI: newID(), AccountID: accts[w].ID, Kind: storage.Session, KID: "kid-1", IssuedAt: t0, ExpiresAt: t0.Add(hour)},
+				created:   f.event(audit.LoginSuccess, accts[w].ID),
+				revoked:   f.event(audit.Logout, accts[w].ID),
+				updated:   f.event(audit.AccountUpdate, accts[w].ID),
+				put:       f.event(audit.PGCredsWrite, accts[w].ID),
+				read:      f.event(audit.PGCredsRead, accts[w].ID),
+				updatedAt: f.tick(),
+				revokedAt: f.tick(),
+			})
+		}
+	}
+	before := f.events()
+	var after int64
+	if len(before) > 0 {
+		after = before[len(before)-1].Seq
+	}
+
+	// The follower polls until the writers are done, then drains once.
+	var seen []audit.Event
+	follow := func() error {
+		for {
+			page, err := s.Audit().ReadEvents(t.Context(), after, 7)
+			if err != nil || len(page) == 0 {
+				return err
+			}
+			seen = append(seen, page...)
+			after = page[len(page)-1].Seq
+		}
+	}
+	done := make(chan struct{})
+	followed := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-done:
+				followed <- follow()
+				return
+			default:
+			}
+			if err := follow(); err != nil {
+				followed <- err
+				return
+			}
+		}
+	}()
+
+	errs := make([]error, writers)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			a := accts[w]
+			var creds storage.PGCreds
+			for _, r := range plan[w] {
+				ctx := t.Context()
+				if err := s.Tokens().CreateToken(ctx, r.tok, "", r.created); err != nil {
+					errs[w] = fmt.Errorf("CreateToken: %w", err)
+					return
+				}
+				if err := s.Tokens().RevokeToken(ctx, r.tok.JTI, r.revokedAt, "logout", r.revoked); err != nil {
+					errs[w] = fmt.Errorf("RevokeToken: %w", err)
+					return
+				}
+				a.UpdatedAt = r.updatedAt
+				a.Roles = []string{fmt.Sprintf("r%d", a.Version)}
+				next, err := s.Accounts().UpdateAccount(ctx, a, storage.UpdateOptions{}, r.updated)
+				if err != nil {
+					errs[w] = fmt.Errorf("UpdateAccount: %w", err)
+					return
+				}
+				a = next
+				creds.AccountID, creds.Host, creds.Port = a.ID, "db.example", 5432+int(a.Version)
+				creds.Password, creds.UpdatedAt = []byte("sealed"), r.updatedAt
+				if creds, err = s.Credentials().PutPGCreds(ctx, creds, r.put); err != nil {
+					errs[w] = fmt.Errorf("PutPGCreds: %w", err)
+					return
+				}
+				if err := s.Audit().AppendEvent(ctx, r.read); err != nil {
+					errs[w] = fmt.Errorf("AppendEvent: %w", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(done)
+	wantOK(t, "follower ReadEvents", <-followed)
+	for w, err := range errs {
+		wantOK(t, fmt.Sprintf("writer %d", w), err)
+	}
+
+	all := f.events()
+	if want := len(before) + writers*rounds*5; len(all) != want {
+		t.Fatalf("stored %d events, want %d", len(all), want)
+	}
+	// The follower saw exactly the stored sequence after its start.
+	if !slices.Equal(eventIDs(seen), eventIDs(all[len(before):])) {
+		t.Fatalf("the follower saw %d events, storage holds %d after its start: a commit landed behind a Seq already read", len(seen), len(all)-len(before))
+	}
+	pos := map[string]int{}
+	for i, ev := range all {
+		pos[ev.ID] = i
+		if i > 0 && ev.Seq <= all[i-1].Seq {
+			t.Errorf("seq %d after %d: not strictly increasing", ev.Seq, all[i-1].Seq)
+		}
+	}
+	for w := range writers {
+		var order []audit.Event
+		for _, r := range plan[w] {
+			order = append(order, r.created, r.revoked, r.updated, r.put, r.read)
+		}
+		for j := 1; j < len(order); j++ {
+			if pos[order[j].ID] < pos[order[j-1].ID] {
+				t.Errorf("writer %d: %s stored before %s", w, order[j].Type, order[j-1].Type)
+			}
+		}
+		if got := f.get(accts[w].ID); got.Version != int64(1+rounds) {
+			t.Errorf("writer %d: account version %d, want %d", w, got.Version, 1+rounds)
+		}
+	}
 }

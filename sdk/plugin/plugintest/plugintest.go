@@ -1,7 +1,19 @@
-// Package plugintest builds plugin binaries and starts them under
-// go-plugin for tests, the way the server's supervisor does: ClientConfig
-// from sdk/plugin, AutoMTLS, Pdeathsig. The three-way conformance tests of
-// plugins/* and the example plugins' tests use it.
+// Package plugintest builds a plugin binary and starts it under go-plugin
+// for tests, the way the MCIAS server's supervisor does: ClientConfig from
+// sdk/plugin, AutoMTLS, Pdeathsig. With it a plugin author runs the
+// conformance suites against the built binary:
+//
+//	func TestConformance(t *testing.T) {
+//		bin := plugintest.Build(t, ".", ".", "my-plugin")
+//		storagetest.RunTests(t, func(t *testing.T) storage.Store {
+//			c, _ := plugintest.Start(t, plugin.KindStorage, "mine", bin)
+//			s, err := plugin.OpenStorage(t.Context(), c, "mine:///"+t.TempDir())
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			return s
+//		})
+//	}
 package plugintest
 
 import (

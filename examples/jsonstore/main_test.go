@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/metacircular/mcias/examples/jsonstore/jsonstore"
+	"github.com/metacircular/mcias/sdk/audit"
+	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
+	"github.com/metacircular/mcias/sdk/storage"
+	"github.com/metacircular/mcias/sdk/storage/storagetest"
+)
+
+// TestConformance runs the MCIAS storage suite against the backend three
+// ways: in-process, through the plugin's gRPC shims in-process, and as
+// this very plugin binary, started the way the MCIAS server starts it.
+func TestConformance(t *testing.T) {
+	uri := func(t *testing.T) string { return "jsonstore://" + filepath.Join(t.TempDir(), "state.json") }
+	closeAtEnd := func(t *testing.T, s storage.Store) {
+		t.Cleanup(func() { _ = s.Close(context.WithoutCancel(t.Context())) })
+	}
+	t.Run("way=direct", func(t *testing.T) {
+		storagetest.RunTests(t, func(t *testing.T) storage.Store {
+			s, err := jsonstore.Open(t.Context(), uri(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeAtEnd(t, s)
+			return s
+		})
+	})
+	t.Run("way=grpc", func(t *testing.T) {
+		storagetest.RunTests(t, func(t *testing.T) storage.Store {
+			s, stop, err := plugin.StorageOverGRPC(t.Context(), jsonstore.Open, uri(t), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(stop)
+			closeAtEnd(t, s)
+			return s
+		})
+	})
+	t.Run("way=plugin", func(t *testing.T) {
+		bin := plugintest.Build(t, ".", ".", "jsonstore-plugin")
+		storagetest.RunTests(t, func(t *testing.T) storage.Store {
+			c, _ := plugintest.Start(t, plugin.KindStorage, "jsonstore", bin)
+			s, err := plugin.OpenStorage(t.Context(), c, uri(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeAtEnd(t, s)
+			return s
+		})
+	})
+}
+
+// TestReopen: what was stored survives a restart of the plugin.
+func TestReopen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	s, err := jsonstore.Open(t.Context(), "jsonstore://"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := storage.Account{ID: "0b4f6a1e-1111-4222-8333-444455556666", Username: "alice", Skeleton: "alice",
+		Type: storage.Human, Status: storage.Active, Roles: []string{"admin"}, Version: 1}
+	if err := s.Accounts().CreateAccount(t.Context(), a, auditEvent("e1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s, err = jsonstore.Open(t.Context(), "jsonstore://"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(t.Context())
+	got, err := s.Accounts().GetAccount(t.Context(), a.ID)
+	if err != nil || got.Username != "alice" {
+		t.Fatalf("after reopen: %+v, %v", got, err)
+	}
+	evs, err := s.Audit().ReadEvents(t.Context(), 0, 0)
+	if err != nil || len(evs) != 1 || evs[0].ID != "e1" || evs[0].Seq != 1 {
+		t.Fatalf("events after reopen: %+v, %v", evs, err)
+	}
+	// Seq keeps counting from the file.
+	if err := s.Audit().AppendEvent(t.Context(), auditEvent("e2")); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ = s.Audit().ReadEvents(t.Context(), 1, 0)
+	if len(evs) != 1 || evs[0].Seq != 2 {
+		t.Fatalf("next event: %+v", evs)
+	}
+}
+
+func auditEvent(id string) audit.Event {
+	return audit.Event{ID: id, Time: time.Now().UTC(), Type: audit.AccountCreate, Outcome: audit.Success}
+}
