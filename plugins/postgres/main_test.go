@@ -6,8 +6,8 @@ import (
 
 	"github.com/metacircular/mcias/backends/storage/postgres"
 	"github.com/metacircular/mcias/internal/pgtest"
-	"github.com/metacircular/mcias/internal/plugintest"
 	"github.com/metacircular/mcias/sdk/plugin"
+	"github.com/metacircular/mcias/sdk/plugin/plugintest"
 	"github.com/metacircular/mcias/sdk/storage"
 	"github.com/metacircular/mcias/sdk/storage/storagetest"
 )
