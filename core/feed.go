@@ -3,9 +3,16 @@ package core
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/storage"
+)
+
+// Retry backoff of a change feed that ended or could not start.
+const (
+	feedRetryMin = 100 * time.Millisecond
+	feedRetryMax = 5 * time.Second
 )
 
 // followChanges keeps the caches current with changes other processes
@@ -14,14 +21,30 @@ import (
 // remains the safety net. A store without a feed makes it return at once.
 func (s *Service) followChanges(ctx context.Context, feed storage.ChangeFeed) {
 	defer s.wg.Done()
-	ch, err := feed.WatchChanges(ctx)
-	if errors.Is(err, sdk.ErrNotImplemented) {
-		return
+	backoff := feedRetryMin
+	for {
+		ch, err := feed.WatchChanges(ctx)
+		switch {
+		case errors.Is(err, sdk.ErrNotImplemented):
+			return
+		case err != nil:
+			s.log.Warn("core: change feed unavailable; retrying", "err", err, "retry_in", backoff)
+		default:
+			backoff = feedRetryMin
+			s.drainChanges(ctx, ch)
+		}
+		// The watch ended (a plugin restarted) or could not start.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, feedRetryMax)
 	}
-	if err != nil {
-		s.log.Warn("core: change feed unavailable; following changes by polling only", "err", err)
-		return
-	}
+}
+
+// drainChanges applies the notifications of one watch until it ends.
+func (s *Service) drainChanges(ctx context.Context, ch <-chan storage.Change) {
 	for c := range ch {
 		// Take whatever else is already queued: one round of reads
 		// answers a burst of notifications.

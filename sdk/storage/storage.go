@@ -266,10 +266,10 @@ type ChangeFeed interface {
 	// WatchChanges starts a watch and returns its channel. The first value
 	// is an empty Change once the watch is established; after the watch is
 	// lost and re-established (the database restarted) another empty
-	// Change follows. Values coalesce when the receiver is slow. The
-	// channel is closed when ctx ends or the store closes.
-	// sdk.ErrNotImplemented when the store cannot watch (a plugin whose
-	// backend has no feed).
+	// Change follows. The channel is closed when ctx ends, the store
+	// closes, or the watch cannot go on (a plugin process died); the
+	// receiver may then watch again. sdk.ErrNotImplemented when the store
+	// cannot watch (a plugin whose backend has no feed).
 	WatchChanges(ctx context.Context) (<-chan Change, error)
 }
 
