@@ -76,6 +76,7 @@ func devInit(dir, listen, pluginDir string, out io.Writer) (configPath string, e
 // (the URI scheme each serves).
 var devPlugins = []struct{ name, file string }{
 	{"sqlite", "mcias-plugin-sqlite"},
+	{"postgres", "mcias-plugin-postgres"},
 	{"local", "mcias-plugin-local"},
 	{"file", "mcias-plugin-file"},
 }
