@@ -54,13 +54,21 @@ func classify(err error) error {
 			return err
 		}
 	}
-	var pe *pgconn.PgError
+	var (
+		pe *pgconn.PgError
+		ce *pgconn.ConnectError
+	)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return sdk.ErrNotFound
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// Keep the context error matchable: the caller gave up.
 		return fmt.Errorf("%w: %w", sdk.ErrUnavailable, err)
+	case errors.As(err, &ce):
+		// Whatever refused the connection (server down, too many
+		// clients, the database not accepting connections, a bad
+		// password), nothing ran: the store cannot serve now.
+		return fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
 	case errors.As(err, &pe):
 		kind, ok := codeKinds[pe.Code]
 		if !ok && len(pe.Code) == 5 {
@@ -76,9 +84,8 @@ func classify(err error) error {
 		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
 	}
-	var ce *pgconn.ConnectError
 	var ne net.Error
-	if errors.As(err, &ce) || errors.As(err, &ne) {
+	if errors.As(err, &ne) {
 		return fmt.Errorf("%w: %v", sdk.ErrUnavailable, err)
 	}
 	if err.Error() == "closed pool" {
