@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 BIN   := bin
-CMDS  := mciassrv mciasctl
+CMDS  := mciassrv mciasctl mciasgrpcctl
 # Builtin backends served as plugin binaries: plugins/NAME -> bin/plugins/mcias-plugin-NAME.
 PLUGINS := $(notdir $(wildcard plugins/*))
 # Every Go module in the repository (root, sdk, and any later ones).
@@ -18,7 +18,7 @@ build:
 	@mkdir -p $(BIN)/plugins
 	@for p in $(PLUGINS); do echo "go build mcias-plugin-$$p"; $(GO) build -o $(BIN)/plugins/mcias-plugin-$$p ./plugins/$$p || exit 1; done
 
-## run: build, lay out ./run (dev certificate, master key, SQLite) once, and serve on 127.0.0.1:8443.
+## run: build, lay out ./run (dev certificate, master key, SQLite) once, and serve REST on 127.0.0.1:8443, gRPC on 127.0.0.1:9443.
 run: build
 	@$(BIN)/mciassrv init -dir run
 	exec $(BIN)/mciassrv serve -config run/mcias.toml
@@ -42,11 +42,12 @@ lint:
 test: test-deps lint
 	@for m in $(MODULES); do echo "go test -race ($$m)"; (cd $$m && $(GO) test -race -count=1 -timeout 15m ./...) || exit 1; done
 
-## bench: Go benchmarks and the REST load comparison (see bench/README.md).
+## bench: Go benchmarks and the REST and gRPC load comparisons (see bench/README.md).
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./core/
 	$(GO) test -run '^$$' -bench . -benchmem ./plugins/...
 	$(GO) run ./bench/restload -bin $(BIN)
+	$(GO) run ./bench/grpcload -bin $(BIN)
 
 clean:
 	rm -rf $(BIN)

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/mciassrv", "../cmd/mciasctl")
+	build := exec.Command("go", "build", "-o", dir+"/", "../cmd/mciassrv", "../cmd/mciasctl", "../cmd/mciasgrpcctl")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building binaries:", err)
@@ -62,7 +62,8 @@ type server struct {
 	t    *testing.T
 	dir  string // the working directory: holds bin/ and run/
 	cmd  *exec.Cmd
-	addr string
+	addr string // REST
+	grpc string // gRPC
 	log  *syncBuffer
 	done chan error
 }
@@ -92,7 +93,7 @@ func newInstance(t *testing.T) string {
 	if err := os.Symlink(binDir, filepath.Join(dir, "bin")); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runIn(dir, nil, "", "bin/mciassrv", "init", "-dir", "run", "-listen", "127.0.0.1:0")
+	out, err := runIn(dir, nil, "", "bin/mciassrv", "init", "-dir", "run", "-listen", "127.0.0.1:0", "-grpc", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
@@ -103,7 +104,10 @@ func newInstance(t *testing.T) string {
 	return dir
 }
 
-var listenRE = regexp.MustCompile(`mciassrv listening.*addr=(127\.0\.0\.1:\d+)`)
+var (
+	listenRE     = regexp.MustCompile(`mciassrv listening.*addr=(127\.0\.0\.1:\d+)`)
+	grpcListenRE = regexp.MustCompile(`mciassrv gRPC listening.*addr=(127\.0\.0\.1:\d+)`)
+)
 
 // start runs `mciassrv serve` in dir and waits until it listens.
 func start(t *testing.T, dir string, env ...string) *server {
@@ -120,8 +124,9 @@ func start(t *testing.T, dir string, env ...string) *server {
 	t.Cleanup(func() { s.stop() })
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		if m := listenRE.FindStringSubmatch(s.log.String()); m != nil {
-			s.addr = m[1]
+		m, g := listenRE.FindStringSubmatch(s.log.String()), grpcListenRE.FindStringSubmatch(s.log.String())
+		if m != nil && g != nil {
+			s.addr, s.grpc = m[1], g[1]
 			return s
 		}
 		select {
@@ -185,8 +190,9 @@ func quickStart(t *testing.T) string {
 }
 
 // TestReadmeQuickStart runs the README's quick start verbatim (only the
-// port differs: the test server listens on a free one) with bash, curl
-// and the built mciasctl, answering the admin password prompt on stdin.
+// ports differ: the test server listens on free ones) with bash, curl
+// and the built mciasctl and mciasgrpcctl, answering the admin password
+// prompt on stdin.
 func TestReadmeQuickStart(t *testing.T) {
 	runQuickStart(t, newInstance(t))
 }
@@ -198,12 +204,12 @@ func runQuickStart(t *testing.T, dir string) {
 	if err := os.WriteFile(filepath.Join(dir, "quickstart.sh"), []byte(script), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runIn(dir, []string{"MCIAS_SERVER=https://" + s.addr, "MCIAS_TOKEN=", "MCIAS_CA=", "MCIAS_PASSWORD="},
+	out, err := runIn(dir, []string{"MCIAS_SERVER=https://" + s.addr, "MCIAS_GRPC_SERVER=" + s.grpc, "MCIAS_TOKEN=", "MCIAS_CA=", "MCIAS_PASSWORD="},
 		adminPassword+"\n", "bash", "-euo", "pipefail", "quickstart.sh")
 	if err != nil {
 		t.Fatalf("quick start failed: %v\n%s\nserver log:\n%s", err, out, s.log.String())
 	}
-	for _, want := range []string{"alice", "billing", `"valid":true`, "revoked, as expected"} {
+	for _, want := range []string{"alice", "billing", `"valid":true`, "username: alice", "revoked, as expected"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("quick start output lacks %q:\n%s", want, out)
 		}

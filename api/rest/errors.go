@@ -1,59 +1,16 @@
 package rest
 
 import (
-	"context"
-	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/metacircular/mcias/core"
-	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/api/frontend"
 )
 
-// errorRow is how one error kind is shown to a client.
-type errorRow struct {
-	kind   error
-	status int
-	code   string
-	msg    string // used when the error carries no client-safe message
-}
-
-// errorTable is the one place where error kinds become HTTP statuses and
-// codes. Order matters: the first kind the error wraps wins.
-var errorTable = []errorRow{
-	{core.ErrInvalidCredentials, http.StatusUnauthorized, "invalid_credentials", "invalid username, password or TOTP code"},
-	{core.ErrTOTPRequired, http.StatusUnauthorized, "totp_required", "a TOTP code is required for this account"},
-	{core.ErrUnauthorized, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required"},
-	{core.ErrForbidden, http.StatusForbidden, "forbidden", "this action needs the admin role"},
-	{sdk.ErrInvalidArgument, http.StatusBadRequest, "invalid_request", "the request is not valid"},
-	{sdk.ErrNotFound, http.StatusNotFound, "not_found", "no such object"},
-	{sdk.ErrConflict, http.StatusConflict, "conflict", "the request conflicts with the current state; retry"},
-	{sdk.ErrPrecondition, http.StatusConflict, "conflict", "the request conflicts with the current state"},
-	{sdk.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "a backend is unavailable; retry later"},
-	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "a backend did not answer in time; retry later"},
-	{context.Canceled, http.StatusServiceUnavailable, "unavailable", "the request was canceled"},
-	{sdk.ErrNotImplemented, http.StatusNotImplemented, "not_implemented", "the configured backend does not support this"},
-}
-
-var internalRow = errorRow{nil, http.StatusInternalServerError, "internal", "internal error"}
-
-// classify finds the row for err and the sentence to show.
-func classify(err error) (errorRow, string) {
-	row := internalRow
-	for _, r := range errorTable {
-		if errors.Is(err, r.kind) {
-			row = r
-			break
-		}
-	}
-	msg := row.msg
-	var ce *core.Error
-	if row.status < 500 && errors.As(err, &ce) && ce.Msg != "" {
-		msg = ce.Msg
-	}
-	return row, msg
-}
+// classify finds the row for err and the sentence to show; the table is
+// shared with the gRPC frontend (api/frontend).
+func classify(err error) (frontend.ErrorRow, string) { return frontend.Classify(err) }
 
 // errorBody is the JSON body of every non-2xx response.
 type errorBody struct {
@@ -65,10 +22,10 @@ type errorBody struct {
 // go to the log only.
 func fail(c *gin.Context, err error) {
 	row, msg := classify(err)
-	if row.status >= 500 {
+	if row.HTTP >= 500 {
 		_ = c.Error(err) // picked up by the access log, never sent
 	}
-	abortJSON(c, row.status, row.code, msg)
+	abortJSON(c, row.HTTP, row.Code, msg)
 }
 
 // abortJSON aborts with a contract error body.

@@ -1,8 +1,6 @@
 package rest
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/metacircular/mcias/api/frontend"
 	"github.com/metacircular/mcias/core"
 )
 
@@ -24,30 +23,11 @@ const (
 // one, and echoes it in the response.
 func requestID() gin.HandlerFunc {
 	return func(c *gin.Context) {
-		id := c.GetHeader(headerRequestID)
-		if !validRequestID(id) {
-			var b [16]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
-		}
+		id := frontend.RequestID(c.GetHeader(headerRequestID))
 		c.Set(ctxRequestID, id)
 		c.Header(headerRequestID, id)
 		c.Next()
 	}
-}
-
-// validRequestID accepts short IDs of safe characters only, so a client
-// cannot inject text into logs or audit events through it.
-func validRequestID(s string) bool {
-	if len(s) == 0 || len(s) > 64 {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return true
 }
 
 // accessLog writes one line per request: the route template (never the

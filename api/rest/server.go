@@ -7,6 +7,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/metacircular/mcias/api/frontend"
 	"github.com/metacircular/mcias/core"
 )
 
@@ -21,7 +22,11 @@ type Config struct {
 	// check a password; 0 means 30 per minute, burst 10.
 	LoginPerMinute float64
 	LoginBurst     int
-	Logger         *slog.Logger
+	// Limiter, when set, is used instead of one built from
+	// LoginPerMinute and LoginBurst: mciassrv shares one with the gRPC
+	// frontend so both transports draw on the same per-IP budget.
+	Limiter *frontend.Limiter
+	Logger  *slog.Logger
 }
 
 // Server is the REST frontend.
@@ -62,7 +67,10 @@ func New(svc *core.Service, cfg Config) (*Server, error) {
 		abortJSON(c, http.StatusMethodNotAllowed, "method_not_allowed", "method not allowed on this route")
 	})
 
-	passwordLimit := newIPLimiter(cfg.LoginPerMinute, cfg.LoginBurst, maxBuckets).limit()
+	if cfg.Limiter == nil {
+		cfg.Limiter = frontend.NewLimiter(cfg.LoginPerMinute, cfg.LoginBurst)
+	}
+	passwordLimit := limitPasswords(cfg.Limiter)
 
 	e.GET("/.well-known/jwks.json", s.jwks)
 	v1 := e.Group("/v1")

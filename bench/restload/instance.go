@@ -76,7 +76,9 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 		return nil, err
 	}
 	pluginDir := filepath.Join(filepath.Dir(bin), "plugins")
-	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr, "-plugins", pluginDir).CombinedOutput()
+	// -grpc "": no gRPC listener; this benchmark is REST's (grpcload
+	// measures gRPC).
+	out, err := exec.CommandContext(ctx, bin, "init", "-dir", dir, "-listen", addr, "-grpc", "", "-plugins", pluginDir).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("mciassrv init: %w\n%s", err, out)
 	}

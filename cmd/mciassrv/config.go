@@ -35,7 +35,10 @@ type Config struct {
 }
 
 type ServerConfig struct {
-	Listen            string   `toml:"listen"`
+	Listen string `toml:"listen"`
+	// GRPCAddr is where the gRPC API listens, with the same certificate;
+	// empty: no gRPC listener.
+	GRPCAddr          string   `toml:"grpc_addr"`
 	TrustedProxies    []string `toml:"trusted_proxies"`
 	MaxBodyBytes      int64    `toml:"max_body_bytes"`
 	ReadHeaderTimeout Duration `toml:"read_header_timeout"`
@@ -204,6 +207,13 @@ func (c *Config) validate(known knownSchemes) error {
 
 	if _, _, err := net.SplitHostPort(c.Server.Listen); err != nil {
 		add("server.listen %q must be host:port", c.Server.Listen)
+	}
+	if c.Server.GRPCAddr != "" {
+		if _, port, err := net.SplitHostPort(c.Server.GRPCAddr); err != nil {
+			add("server.grpc_addr %q must be host:port (or left out for no gRPC listener)", c.Server.GRPCAddr)
+		} else if c.Server.GRPCAddr == c.Server.Listen && port != "0" { // port 0: any free port, twice
+			add("server.grpc_addr must differ from server.listen (%s)", c.Server.Listen)
+		}
 	}
 	for _, p := range c.Server.TrustedProxies {
 		if net.ParseIP(p) == nil {

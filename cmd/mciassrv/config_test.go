@@ -36,7 +36,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Server.Listen != "127.0.0.1:8443" || cfg.Tokens.TTL.Duration != time.Hour ||
-		cfg.Server.ReadHeaderTimeout.Duration != 10*time.Second || cfg.Log.Format != "json" {
+		cfg.Server.ReadHeaderTimeout.Duration != 10*time.Second || cfg.Log.Format != "json" ||
+		cfg.Server.GRPCAddr != "" {
 		t.Errorf("defaults not applied: %+v", cfg)
 	}
 	if err := cfg.passwordParams().Validate(); err != nil {
@@ -65,6 +66,8 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"case=service ttl above max", validTOML + "\nservice_ttl = \"100h\"\nmax_service_ttl = \"10h\"\n", []string{"tokens.service_ttl must be between 1m and tokens.max_service_ttl"}},
 		{"case=bad proxy", validTOML + "\n[server]\ntrusted_proxies = [\"not-an-ip\"]\n", []string{`"not-an-ip" is neither an IP nor a CIDR`}},
 		{"case=bad listen", validTOML + "\n[server]\nlisten = \"8443\"\n", []string{"server.listen"}},
+		{"case=bad grpc addr", validTOML + "\n[server]\ngrpc_addr = \"9443\"\n", []string{"server.grpc_addr"}},
+		{"case=grpc addr same as listen", validTOML + "\n[server]\nlisten = \"127.0.0.1:8443\"\ngrpc_addr = \"127.0.0.1:8443\"\n", []string{"server.grpc_addr must differ from server.listen"}},
 		{"case=negative timeout", validTOML + "\n[server]\nwrite_timeout = \"-1s\"\n", []string{"server.write_timeout must be positive"}},
 		{"case=huge body cap", validTOML + "\n[server]\nmax_body_bytes = 1073741824\n", []string{"server.max_body_bytes"}},
 		{"case=no tls", strings.Replace(validTOML, `cert_file = "cert.pem"`, "", 1), []string{"tls.cert_file and tls.key_file are required"}},

@@ -34,7 +34,8 @@ import (
 // in bin/plugins), the config gets a catalog pinning their SHA-256, so
 // plugins.builtins = "subprocess" runs every backend as a plugin; on later
 // runs the pins of that development catalog follow rebuilt binaries.
-func devInit(dir, listen, pluginDir string, out io.Writer) (configPath string, err error) {
+// grpcAddr is the gRPC listener's address; empty writes none.
+func devInit(dir, listen, grpcAddr, pluginDir string, out io.Writer) (configPath string, err error) {
 	if err := os.MkdirAll(filepath.Join(dir, "tls"), 0o700); err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
@@ -62,7 +63,7 @@ func devInit(dir, listen, pluginDir string, out io.Writer) (configPath string, e
 	if err != nil {
 		return "", fmt.Errorf("init: %w", err)
 	}
-	cfg := fmt.Sprintf(devConfigTemplate, listen, certFile, certKey,
+	cfg := fmt.Sprintf(devConfigTemplate, listen, grpcAddr, certFile, certKey,
 		filepath.Join(dir, "mcias.db"), filepath.Join(dir, "keys"), keyFile,
 		filepath.Join(dir, "audit.jsonl"), listen, catalog)
 	if err := os.WriteFile(configPath, []byte(cfg), 0o600); err != nil {
@@ -158,6 +159,7 @@ const devConfigTemplate = `# MCIAS development configuration, written by "mciass
 
 [server]
 listen = %q
+grpc_addr = %q
 
 [tls]
 cert_file = %q

@@ -1,8 +1,10 @@
 // Command mciassrv is the MCIAS server: it loads the configured storage,
 // key custody and audit backends, builds the core, and serves the REST
-// API over TLS until SIGTERM or SIGINT.
+// API and (with server.grpc_addr) the gRPC API over TLS, with one
+// certificate, until SIGTERM or SIGINT.
 //
-//	mciassrv init [-dir run] [-listen addr] [-plugins bin/plugins]  lay out a development instance
+//	mciassrv init [-dir run] [-listen addr] [-grpc addr] [-plugins bin/plugins]
+//	                                                     lay out a development instance
 //	mciassrv [serve] -config FILE                        run the server
 //	mciassrv check-config -config FILE                   validate a config and exit
 package main
@@ -23,8 +25,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/metacircular/mcias/api/frontend"
+	grpcapi "github.com/metacircular/mcias/api/grpc"
 	"github.com/metacircular/mcias/api/rest"
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/pluginhost"
@@ -45,12 +54,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet("init", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		dir := fs.String("dir", "run", "directory for the development instance")
-		listen := fs.String("listen", "127.0.0.1:8443", "address the server will listen on")
+		listen := fs.String("listen", "127.0.0.1:8443", "address the REST API will listen on")
+		grpcAddr := fs.String("grpc", "127.0.0.1:9443", `address the gRPC API will listen on ("" for none)`)
 		plugins := fs.String("plugins", filepath.Join("bin", "plugins"), "directory of the builtin plugin binaries (make build)")
 		if err := fs.Parse(args); err != nil {
 			return 2
 		}
-		path, err := devInit(*dir, *listen, *plugins, stdout)
+		path, err := devInit(*dir, *listen, *grpcAddr, *plugins, stdout)
 		if err != nil {
 			fmt.Fprintln(stderr, "mciassrv:", err)
 			return 1
@@ -83,7 +93,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, "usage: mciassrv init [-dir run] [-listen addr] | mciassrv [serve] -config FILE | mciassrv check-config -config FILE")
+		fmt.Fprintln(stdout, "usage: mciassrv init [-dir run] [-listen addr] [-grpc addr] | mciassrv [serve] -config FILE | mciassrv check-config -config FILE")
 		return 0
 	default:
 		fmt.Fprintf(stderr, "mciassrv: unknown command %q (init, serve, check-config)\n", cmd)
@@ -155,29 +165,32 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		return err
 	}
 
+	// One limiter for both transports: a client gets one budget of
+	// password attempts per IP, whichever API it uses.
+	limiter := frontend.NewLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst)
 	api, err := rest.New(svc, rest.Config{
 		TrustedProxies: cfg.Server.TrustedProxies,
 		MaxBodyBytes:   cfg.Server.MaxBodyBytes,
-		LoginPerMinute: cfg.Login.RatePerMinute,
-		LoginBurst:     cfg.Login.Burst,
+		Limiter:        limiter,
 		Logger:         logger,
 	})
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler: api.Handler(),
-		TLSConfig: &tls.Config{
-			Certificates: []tls.Certificate{cert},
-			MinVersion:   tls.VersionTLS12,
-			// TLS 1.3 is preferred by the Go stack; for 1.2 allow only
-			// forward-secret AEAD suites.
-			CipherSuites: []uint16{
-				tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
-				tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
-				tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
-			},
+	tlsConf := &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		// TLS 1.3 is preferred by the Go stack; for 1.2 allow only
+		// forward-secret AEAD suites.
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
+	}
+	srv := &http.Server{
+		Handler:           api.Handler(),
+		TLSConfig:         tlsConf.Clone(),
 		ReadHeaderTimeout: cfg.Server.ReadHeaderTimeout.Duration,
 		ReadTimeout:       cfg.Server.ReadTimeout.Duration,
 		WriteTimeout:      cfg.Server.WriteTimeout.Duration,
@@ -186,29 +199,85 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	var gsrv *grpcapi.Server
+	if cfg.Server.GRPCAddr != "" {
+		gsrv, err = grpcapi.New(svc, grpcapi.Config{
+			TrustedProxies: cfg.Server.TrustedProxies,
+			MaxRecvBytes:   int(cfg.Server.MaxBodyBytes),
+			Limiter:        limiter,
+			CallTimeout:    cfg.Server.WriteTimeout.Duration,
+			Logger:         logger,
+		},
+			grpc.Creds(credentials.NewTLS(tlsConf.Clone())),
+			// A TLS handshake must finish in the time REST allows for
+			// request headers.
+			grpc.ConnectionTimeout(cfg.Server.ReadHeaderTimeout.Duration),
+			grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: cfg.Server.IdleTimeout.Duration}),
+		)
+		if err != nil {
+			return err
+		}
+	}
+
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var gln net.Listener
+	if gsrv != nil {
+		if gln, err = net.Listen("tcp", cfg.Server.GRPCAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen grpc: %w", err)
+		}
+	}
 	logger.Info("mciassrv listening", "addr", ln.Addr().String(), "storage", cfg.Storage.URI)
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	// Each listener reports once, when it stops: ErrServerClosed (REST)
+	// or nil (gRPC) after a shutdown, anything else is a failure.
+	errc := make(chan error, 2)
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			errc <- wrapIf("serve", err)
+			return
+		}
+		errc <- nil
+	}()
+	running := 1
+	if gsrv != nil {
+		logger.Info("mciassrv gRPC listening", "addr", gln.Addr().String())
+		go func() { errc <- wrapIf("serve grpc", gsrv.Serve(gln)) }()
+		running++
+	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
+	case serveErr = <-errc: // one listener stopped by itself: stop the other too
+		running--
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down", "grace", cfg.Server.ShutdownTimeout.Duration.String())
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.Duration)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	// Both drain at once, within one grace period.
+	var wg sync.WaitGroup
+	var restErr, grpcErr error
+	wg.Go(func() { restErr = srv.Shutdown(sctx) })
+	if gsrv != nil {
+		wg.Go(func() { grpcErr = gsrv.Shutdown(sctx) })
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+	wg.Wait()
+	for ; running > 0; running-- {
+		if err := <-errc; serveErr == nil {
+			serveErr = err
+		}
 	}
-	return nil
+	return errors.Join(serveErr, wrapIf("shutdown", restErr), wrapIf("shutdown grpc", grpcErr))
+}
+
+func wrapIf(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // bootstrapAdmin creates the first admin on an empty database, from

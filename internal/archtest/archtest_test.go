@@ -16,6 +16,9 @@ import (
 
 const root = "github.com/metacircular/mcias"
 
+// publicAPI is the generated code of proto/mcias/v1.
+const publicAPI = "api/grpc/mciasv1"
+
 // pkg is what the rules need to know about one package.
 type pkg struct {
 	Path    string   // import path
@@ -84,8 +87,14 @@ func check(p pkg) []string {
 		return nil
 	}
 	deps := ours(p.Deps)
+	// allowAPI: the generated gRPC API is client code that tools outside
+	// the server (bench, internal) may use, like a published SDK.
+	allowAPI := false
 	forbidUnder := func(why string, prefixes ...string) {
 		for _, d := range deps {
+			if allowAPI && under(d, publicAPI) {
+				continue
+			}
 			for _, pre := range prefixes {
 				if under(d, pre) {
 					bad("%s must not depend on %s (%s)", top(self, 1), d, why)
@@ -150,11 +159,18 @@ func check(p pkg) []string {
 				bad("core must not import gRPC (%s); gRPC belongs in api/grpc and sdk/plugin", d)
 			}
 		}
+	case under(self, publicAPI):
+		for _, d := range deps {
+			if !under(d, publicAPI) {
+				bad("the generated API %s must depend on nothing else of ours, not %s", publicAPI, d)
+			}
+		}
 	case under(self, "api"):
 		forbidUnder("api talks to core; only cmd wires backends", "backends", "cmd", "plugins")
 	case under(self, "cmd"):
 		// cmd wires everything together and may import anything.
 	default:
+		allowAPI = true
 		forbidUnder("only cmd wires backends in", "backends", "api", "cmd", "plugins")
 	}
 	return v
@@ -280,6 +296,11 @@ func TestRulesCatchViolations(t *testing.T) {
 		// api
 		{"api imports core and gin", pkg{Path: r("api/rest"), Deps: []string{r("core"), r("sdk"), "github.com/gin-gonic/gin"}}, false},
 		{"api imports backend", pkg{Path: r("api/rest"), Deps: []string{r("core"), r("backends/storage/sqlite")}}, true},
+		{"core imports the generated api", pkg{Path: r("core"), Deps: []string{r("api/grpc/mciasv1")}}, true},
+		{"generated api imports core", pkg{Path: r("api/grpc/mciasv1"), Deps: []string{r("core")}}, true},
+		{"generated api imports protobuf", pkg{Path: r("api/grpc/mciasv1"), Deps: []string{"google.golang.org/protobuf/proto"}}, false},
+		{"bench imports the generated api", pkg{Path: r("bench/grpcload"), Deps: []string{r("api/grpc/mciasv1")}}, false},
+		{"bench imports the grpc frontend", pkg{Path: r("bench/grpcload"), Deps: []string{r("api/grpc/mciasv1"), r("api/grpc")}}, true},
 		// cmd and the rest
 		{"cmd imports everything", pkg{Path: r("cmd/mciassrv"), Deps: []string{r("core"), r("api/rest"), r("backends/storage/sqlite"), r("backends/custody/local")}}, false},
 		{"internal imports backend", pkg{Path: r("internal/testenv"), Deps: []string{r("backends/storage/sqlite")}}, true},

@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"strings"
@@ -193,7 +193,7 @@ func TestExitCodes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b strings.Builder
-			if got := report(&b, tt.err); got != tt.want {
+			if got := report(&b, "mciasctl", tt.err); got != tt.want {
 				t.Errorf("exit %d, want %d (printed %q)", got, tt.want, b.String())
 			}
 		})

@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"bytes"
@@ -22,27 +22,43 @@ import (
 // hostile server cannot make the CLI eat memory.
 const maxResponse = 16 << 20
 
-// APIError is a non-2xx answer from the server, carrying the contract's
-// {"error","code"} body when the server sent one.
+// APIError is a failure the server answered: a non-2xx REST response,
+// carrying the contract's {"error","code"} body when the server sent one,
+// or a gRPC status, carrying the code as its ErrorInfo reason.
 type APIError struct {
-	Status     int
-	Code       string // empty when the body was not a contract error
+	Status     int    // HTTP status; 0 for gRPC
+	GRPCCode   string // gRPC status code name ("Unauthenticated"); empty for REST
+	Code       string // empty when the answer was not a contract error
 	Message    string
 	RetryAfter string // the Retry-After header of a 429, as sent
 	Body       []byte // raw body, for -json and for /v1/ready's 503
 }
 
 func (e *APIError) Error() string {
+	where := fmt.Sprintf("HTTP %d", e.Status)
+	if e.GRPCCode != "" {
+		where = "gRPC " + e.GRPCCode
+	}
 	msg := e.Message
 	if e.Code != "" {
-		msg = fmt.Sprintf("%s (%s, HTTP %d)", msg, e.Code, e.Status)
+		msg = fmt.Sprintf("%s (%s, %s)", msg, e.Code, where)
 	} else {
-		msg = fmt.Sprintf("%s (HTTP %d)", msg, e.Status)
+		msg = fmt.Sprintf("%s (%s)", msg, where)
 	}
 	if e.RetryAfter != "" {
 		msg += "; retry after " + e.RetryAfter + " s"
 	}
 	return msg
+}
+
+// authFailure reports a refused or missing authentication (exit 4).
+func (e *APIError) authFailure() bool {
+	switch {
+	case e.GRPCCode != "":
+		return e.GRPCCode == "Unauthenticated" || e.GRPCCode == "PermissionDenied"
+	default:
+		return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+	}
 }
 
 // TransportError means no HTTP answer came back: connection refused,
@@ -52,7 +68,8 @@ type TransportError struct{ Err error }
 func (e *TransportError) Error() string { return "could not reach server: " + e.Err.Error() }
 func (e *TransportError) Unwrap() error { return e.Err }
 
-// Client talks to the MCIAS REST API. Every request goes through Do.
+// Client talks to the MCIAS REST API; it implements API (rest_api.go).
+// Every request goes through Do.
 type Client struct {
 	base  *url.URL
 	token string
@@ -122,7 +139,7 @@ func isLoopback(host string) bool {
 
 // errNoToken is returned before any request when a route needs a bearer
 // token and none was configured.
-var errNoToken = errors.New("no token: set MCIAS_TOKEN or pass -token (get one with: mciasctl auth login -username NAME)")
+var errNoToken = errors.New("no token: set MCIAS_TOKEN or pass -token (get one with the auth login command)")
 
 // Request describes one API call.
 type Request struct {

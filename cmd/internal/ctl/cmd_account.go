@@ -1,10 +1,8 @@
-package main
+package ctl
 
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 )
@@ -23,30 +21,12 @@ var accountCommands = []command{
 	{name: "pgcreds set", synopsis: "ID -host H -port P -database D -username U", help: "store Postgres credentials; password from $MCIAS_PG_PASSWORD, prompt or stdin", run: pgcredsSet},
 }
 
-func accountPath(id string, sub ...string) string {
-	p := "/v1/accounts/" + url.PathEscape(id)
-	for _, s := range sub {
-		p += "/" + s
-	}
-	return p
-}
-
-// addLimit validates -limit (0 = server default) and adds it to q.
-func addLimit(c *command, q url.Values, limit int) error {
-	if limit == 0 {
-		return nil
-	}
-	if limit < 1 || limit > 500 {
+// checkLimit validates -limit (0 = server default).
+func checkLimit(c *command, limit int) error {
+	if limit != 0 && (limit < 1 || limit > 500) {
 		return &usageError{msg: fmt.Sprintf("-limit must be between 1 and 500, not %d", limit), cmd: c}
 	}
-	q.Set("limit", strconv.Itoa(limit))
 	return nil
-}
-
-func setIf(q url.Values, key, value string) {
-	if value != "" {
-		q.Set(key, value)
-	}
 }
 
 func accountList(ctx context.Context, a *app, c *command, args []string) error {
@@ -65,16 +45,14 @@ func accountList(ctx context.Context, a *app, c *command, args []string) error {
 	if err := oneOf(c, "status", *status, "active", "inactive", "deleted"); err != nil {
 		return err
 	}
-	q := url.Values{}
-	setIf(q, "type", *typ)
-	setIf(q, "status", *status)
-	setIf(q, "role", *role)
-	setIf(q, "cursor", *cursor)
-	if err := addLimit(c, q, *limit); err != nil {
+	if err := checkLimit(c, *limit); err != nil {
 		return err
 	}
-	var page accountPage
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/accounts", Query: q, Auth: true}, &page)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	page, raw, err := api.ListAccounts(ctx, accountQuery{Type: *typ, Status: *status, Role: *role, Cursor: *cursor, Limit: *limit})
 	if err != nil {
 		return err
 	}
@@ -91,7 +69,7 @@ func accountList(ctx context.Context, a *app, c *command, args []string) error {
 // stdout stays a clean table.
 func nextPage(a *app, cmd, cursor string) {
 	if cursor != "" {
-		fmt.Fprintf(a.sys.Stderr, "more results: mciasctl %s -cursor %s\n", cmd, clean(cursor))
+		fmt.Fprintf(a.sys.Stderr, "more results: %s %s -cursor %s\n", a.prog(), cmd, clean(cursor))
 	}
 }
 
@@ -132,7 +110,7 @@ func accountCreate(ctx context.Context, a *app, c *command, args []string) error
 		}
 		req.Password = pw
 	}
-	return getAccountLike(ctx, a, Request{Method: http.MethodPost, Path: "/v1/accounts", Body: req, Auth: true})
+	return showAccount(a, func(api API) (account, Raw, error) { return api.CreateAccount(ctx, req) })
 }
 
 func accountGet(ctx context.Context, a *app, c *command, args []string) error {
@@ -140,7 +118,7 @@ func accountGet(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	return getAccountLike(ctx, a, Request{Method: http.MethodGet, Path: accountPath(pos[0]), Auth: true})
+	return showAccount(a, func(api API) (account, Raw, error) { return api.GetAccount(ctx, pos[0]) })
 }
 
 func accountUpdate(ctx context.Context, a *app, c *command, args []string) error {
@@ -156,8 +134,7 @@ func accountUpdate(ctx context.Context, a *app, c *command, args []string) error
 	if err := oneOf(c, "status", *status, "active", "inactive"); err != nil {
 		return err
 	}
-	body := map[string]string{"status": *status}
-	return getAccountLike(ctx, a, Request{Method: http.MethodPatch, Path: accountPath(pos[0]), Body: body, Auth: true})
+	return showAccount(a, func(api API) (account, Raw, error) { return api.UpdateAccount(ctx, pos[0], *status) })
 }
 
 func accountDelete(ctx context.Context, a *app, c *command, args []string) error {
@@ -165,11 +142,7 @@ func accountDelete(ctx context.Context, a *app, c *command, args []string) error
 	if err != nil {
 		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodDelete, Path: accountPath(pos[0]), Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "account "+pos[0]+" deleted; its tokens are revoked")
+	return done(a, "account "+pos[0]+" deleted; its tokens are revoked", func(api API) (Raw, error) { return api.DeleteAccount(ctx, pos[0]) })
 }
 
 func accountSetPassword(ctx context.Context, a *app, c *command, args []string) error {
@@ -184,11 +157,7 @@ func accountSetPassword(ctx context.Context, a *app, c *command, args []string) 
 	if err != nil {
 		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodPut, Path: accountPath(pos[0], "password"), Body: map[string]string{"password": pw}, Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "password set; every token of the account is revoked")
+	return done(a, "password set; every token of the account is revoked", func(api API) (Raw, error) { return api.SetPassword(ctx, pos[0], pw) })
 }
 
 func accountRemoveTOTP(ctx context.Context, a *app, c *command, args []string) error {
@@ -196,11 +165,7 @@ func accountRemoveTOTP(ctx context.Context, a *app, c *command, args []string) e
 	if err != nil {
 		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodDelete, Path: accountPath(pos[0], "totp"), Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "TOTP removed from account "+pos[0])
+	return done(a, "TOTP removed from account "+pos[0], func(api API) (Raw, error) { return api.RemoveTOTP(ctx, pos[0]) })
 }
 
 func roleGet(ctx context.Context, a *app, c *command, args []string) error {
@@ -208,7 +173,7 @@ func roleGet(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	return doRoles(ctx, a, Request{Method: http.MethodGet, Path: accountPath(pos[0], "roles"), Auth: true})
+	return doRoles(a, func(api API) (rolesBody, Raw, error) { return api.GetRoles(ctx, pos[0]) })
 }
 
 // parseRoles splits "a, b,,c" into [a b c]; "" gives an empty (not nil)
@@ -228,13 +193,15 @@ func roleSet(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := rolesBody{Roles: parseRoles(pos[1])}
-	return doRoles(ctx, a, Request{Method: http.MethodPut, Path: accountPath(pos[0], "roles"), Body: body, Auth: true})
+	return doRoles(a, func(api API) (rolesBody, Raw, error) { return api.SetRoles(ctx, pos[0], parseRoles(pos[1])) })
 }
 
-func doRoles(ctx context.Context, a *app, req Request) error {
-	var r rolesBody
-	raw, err := a.do(ctx, req, &r)
+func doRoles(a *app, call func(API) (rolesBody, Raw, error)) error {
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	r, raw, err := call(api)
 	if err != nil {
 		return err
 	}
@@ -258,8 +225,11 @@ func pgcredsGet(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	var pc pgCreds
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: accountPath(pos[0], "pgcreds"), Auth: true}, &pc)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	pc, raw, err := api.GetPGCreds(ctx, pos[0])
 	if err != nil {
 		return err
 	}
@@ -302,10 +272,6 @@ func pgcredsSet(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	body := pgCreds{Host: *host, Port: *port, Database: *database, Username: *username, Password: pw}
-	raw, err := a.do(ctx, Request{Method: http.MethodPut, Path: accountPath(pos[0], "pgcreds"), Body: body, Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "Postgres credentials stored for account "+pos[0])
+	pc := pgCreds{Host: *host, Port: *port, Database: *database, Username: *username, Password: pw}
+	return done(a, "Postgres credentials stored for account "+pos[0], func(api API) (Raw, error) { return api.SetPGCreds(ctx, pos[0], pc) })
 }

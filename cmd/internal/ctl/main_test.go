@@ -1,6 +1,7 @@
-package main
+package ctl
 
 import (
+	"context"
 	"flag"
 	"slices"
 	"strings"
@@ -13,7 +14,7 @@ import (
 func runOffline(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut strings.Builder
-	code := run(t.Context(), append([]string{"-server", "https://127.0.0.1:1"}, args...), system{
+	code := run(t.Context(), append([]string{"-server", "https://127.0.0.1:1"}, args...), System{
 		Getenv: func(k string) string { return env[k] },
 		Stdin:  strings.NewReader(""),
 		Stdout: &out,
@@ -249,4 +250,11 @@ func TestParseRoles(t *testing.T) {
 			}
 		})
 	}
+}
+
+// run is mciasctl: the REST flavor, which most tests here exercise
+// against a fake server; grpc_test.go runs the gRPC flavor against the
+// real one.
+func run(ctx context.Context, args []string, sys System) int {
+	return Run(ctx, REST, args, sys)
 }

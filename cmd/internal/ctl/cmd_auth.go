@@ -1,10 +1,9 @@
-package main
+package ctl
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 var authCommands = []command{
@@ -38,8 +37,11 @@ func authLogin(ctx context.Context, a *app, c *command, args []string) error {
 		return err
 	}
 	req := loginRequest{Username: *username, Password: password, TOTPCode: *code}
-	var tok tokenResponse
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login", Body: req}, &tok)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	tok, raw, err := api.Login(ctx, req)
 	var ae *APIError
 	if errors.As(err, &ae) && ae.Code == "totp_required" && *code == "" && a.isTerminal() {
 		// The password was right; asking for the code here saves the
@@ -47,7 +49,7 @@ func authLogin(ctx context.Context, a *app, c *command, args []string) error {
 		if req.TOTPCode, err = a.prompt("TOTP code: "); err != nil {
 			return err
 		}
-		raw, err = a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/login", Body: req}, &tok)
+		tok, raw, err = api.Login(ctx, req)
 	}
 	if err != nil {
 		return err
@@ -57,7 +59,7 @@ func authLogin(ctx context.Context, a *app, c *command, args []string) error {
 
 // printToken prints only the token, so $(mciasctl auth login ...) is
 // exactly the token; -json prints the whole response.
-func printToken(a *app, raw []byte, tok tokenResponse) error {
+func printToken(a *app, raw Raw, tok tokenResponse) error {
 	if a.json {
 		printRaw(a.sys.Stdout, raw)
 		return nil
@@ -69,27 +71,22 @@ func printToken(a *app, raw []byte, tok tokenResponse) error {
 	return nil
 }
 
-// emptyBody is sent to the body-less POSTs: the contract accepts an empty
-// body or {}, and {} with a JSON content type passes the strictest check.
-var emptyBody = struct{}{}
-
 func authLogout(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/logout", Body: emptyBody, Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "logged out; the token is revoked")
+	return done(a, "logged out; the token is revoked", func(api API) (Raw, error) { return api.Logout(ctx) })
 }
 
 func authRenew(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	var tok tokenResponse
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/renew", Body: emptyBody, Auth: true}, &tok)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	tok, raw, err := api.Renew(ctx)
 	if err != nil {
 		return err
 	}
@@ -100,7 +97,7 @@ func authMe(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	return getAccountLike(ctx, a, Request{Method: http.MethodGet, Path: "/v1/auth/me", Auth: true})
+	return showAccount(a, func(api API) (account, Raw, error) { return api.Me(ctx) })
 }
 
 func authPassword(ctx context.Context, a *app, c *command, args []string) error {
@@ -118,20 +115,19 @@ func authPassword(ctx context.Context, a *app, c *command, args []string) error 
 	if err != nil {
 		return err
 	}
-	body := map[string]string{"current_password": current, "new_password": next}
-	raw, err := a.do(ctx, Request{Method: http.MethodPut, Path: "/v1/auth/password", Body: body, Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "password changed; every other token of your account is revoked")
+	return done(a, "password changed; every other token of your account is revoked",
+		func(api API) (Raw, error) { return api.ChangePassword(ctx, current, next) })
 }
 
 func authTOTPEnroll(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	var e totpEnrollment
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/totp/enroll", Body: emptyBody, Auth: true}, &e)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	e, raw, err := api.EnrollTOTP(ctx)
 	if err != nil {
 		return err
 	}
@@ -140,7 +136,7 @@ func authTOTPEnroll(ctx context.Context, a *app, c *command, args []string) erro
 		return nil
 	}
 	printFields(a.sys.Stdout, [][2]string{{"secret", e.Secret}, {"otpauth_uri", e.OTPAuthURI}})
-	fmt.Fprintln(a.sys.Stderr, "Add it to your authenticator, then: mciasctl auth totp-confirm -code CODE")
+	fmt.Fprintf(a.sys.Stderr, "Add it to your authenticator, then: %s auth totp-confirm -code CODE\n", a.prog())
 	return nil
 }
 
@@ -153,16 +149,21 @@ func authTOTPConfirm(ctx context.Context, a *app, c *command, args []string) err
 	if err := needFlag(c, "code", *code); err != nil {
 		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/auth/totp/confirm", Body: map[string]string{"code": *code}, Auth: true}, nil)
+	return done(a, "TOTP enabled; logins now need a code", func(api API) (Raw, error) { return api.ConfirmTOTP(ctx, *code) })
+}
+
+// done runs a call whose success has no body (REST 204, an empty gRPC
+// message) and finishes the command: a short line for people, nothing
+// under -json (there is no JSON to print).
+func done(a *app, msg string, call func(API) (Raw, error)) error {
+	api, err := a.api()
 	if err != nil {
 		return err
 	}
-	return done(a, raw, "TOTP enabled; logins now need a code")
-}
-
-// done finishes a command whose success has no body (204): a short line
-// for people, nothing under -json (there is no JSON to print).
-func done(a *app, raw []byte, msg string) error {
+	raw, err := call(api)
+	if err != nil {
+		return err
+	}
 	if a.json {
 		printRaw(a.sys.Stdout, raw)
 		return nil
@@ -171,10 +172,13 @@ func done(a *app, raw []byte, msg string) error {
 	return nil
 }
 
-// getAccountLike fetches one account and prints it.
-func getAccountLike(ctx context.Context, a *app, req Request) error {
-	var ac account
-	raw, err := a.do(ctx, req, &ac)
+// showAccount runs a call that answers one account and prints it.
+func showAccount(a *app, call func(API) (account, Raw, error)) error {
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	ac, raw, err := call(api)
 	if err != nil {
 		return err
 	}

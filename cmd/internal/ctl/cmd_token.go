@@ -1,12 +1,10 @@
-package main
+package ctl
 
 import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -52,9 +50,11 @@ func tokenIssue(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return &usageError{msg: err.Error(), cmd: c}
 	}
-	req := issueRequest{AccountID: *accountID, TTLSeconds: secs, Audience: *audience}
-	var tok tokenResponse
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/token/issue", Body: req, Auth: true}, &tok)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	tok, raw, err := api.IssueToken(ctx, issueRequest{AccountID: *accountID, TTLSeconds: secs, Audience: *audience})
 	if err != nil {
 		return err
 	}
@@ -74,11 +74,7 @@ func tokenRevoke(ctx context.Context, a *app, c *command, args []string) error {
 	if err != nil {
 		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodDelete, Path: "/v1/token/" + url.PathEscape(jti), Auth: true}, nil)
-	if err != nil {
-		return err
-	}
-	return done(a, raw, "token "+jti+" revoked")
+	return done(a, "token "+jti+" revoked", func(api API) (Raw, error) { return api.RevokeToken(ctx, jti) })
 }
 
 // jtiOf accepts a jti, or a compact JWS whose unverified payload names
@@ -136,8 +132,11 @@ func tokenValidate(ctx context.Context, a *app, c *command, args []string) error
 	if err != nil {
 		return err
 	}
-	var v validation
-	raw, err := a.do(ctx, Request{Method: http.MethodPost, Path: "/v1/token/validate", Body: validateRequest{Token: token, Audience: *audience}}, &v)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	v, raw, err := api.ValidateToken(ctx, validateRequest{Token: token, Audience: *audience})
 	if err != nil {
 		return err
 	}

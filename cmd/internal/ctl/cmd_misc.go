@@ -1,12 +1,9 @@
-package main
+package ctl
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 )
@@ -43,22 +40,22 @@ func auditList(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, fs, args, 0, 0); err != nil {
 		return err
 	}
-	q := url.Values{}
-	setIf(q, "type", *typ)
-	setIf(q, "account_id", *accountID)
-	setIf(q, "cursor", *cursor)
+	q := auditQuery{Type: *typ, AccountID: *accountID, Cursor: *cursor, Limit: *limit}
 	if *since != "" {
 		s, err := parseSince(*since, time.Now())
 		if err != nil {
 			return &usageError{msg: err.Error(), cmd: c}
 		}
-		q.Set("since", s)
+		q.Since = s
 	}
-	if err := addLimit(c, q, *limit); err != nil {
+	if err := checkLimit(c, *limit); err != nil {
 		return err
 	}
-	var page auditPage
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/audit", Query: q, Auth: true}, &page)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	page, raw, err := api.ListAudit(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -75,10 +72,11 @@ func health(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	var h struct {
-		Status string `json:"status"`
+	api, err := a.api()
+	if err != nil {
+		return err
 	}
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/health"}, &h)
+	h, raw, err := api.Health(ctx)
 	if err != nil {
 		return err
 	}
@@ -90,20 +88,21 @@ func health(ctx context.Context, a *app, c *command, args []string) error {
 	return nil
 }
 
-// ready prints the readiness report for 200 and for 503 alike: the 503
-// body is the report (which backend is down), not an error object.
+// ready prints the readiness report whether the server is ready or not,
+// and fails when it is not.
 func ready(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	var r readiness
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/ready"}, &r)
-	var ae *APIError
-	notReady := errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable &&
-		json.Unmarshal(ae.Body, &r) == nil && r.Status != ""
-	if err != nil && !notReady {
+	api, err := a.api()
+	if err != nil {
 		return err
 	}
+	r, raw, err := api.Ready(ctx)
+	if err != nil {
+		return err
+	}
+	notReady := r.Status != "ready"
 	if a.json {
 		printRaw(a.sys.Stdout, raw)
 	} else {
@@ -117,7 +116,7 @@ func ready(ctx context.Context, a *app, c *command, args []string) error {
 				down = append(down, row[0])
 			}
 		}
-		return fmt.Errorf("%w; down: %s (unavailable, HTTP 503)", errNotReady, strings.Join(down, ", "))
+		return fmt.Errorf("%w; down: %s (unavailable)", errNotReady, strings.Join(down, ", "))
 	}
 	return nil
 }
@@ -126,8 +125,11 @@ func showJWKS(ctx context.Context, a *app, c *command, args []string) error {
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	var set jwks
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/.well-known/jwks.json"}, &set)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	set, raw, err := api.JWKS(ctx)
 	if err != nil {
 		return err
 	}
@@ -143,8 +145,11 @@ func showPublicKey(ctx context.Context, a *app, c *command, args []string) error
 	if _, err := a.parse(c, flags(c), args, 0, 0); err != nil {
 		return err
 	}
-	var k jwk
-	raw, err := a.do(ctx, Request{Method: http.MethodGet, Path: "/v1/keys/public"}, &k)
+	api, err := a.api()
+	if err != nil {
+		return err
+	}
+	k, raw, err := api.PublicKey(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package ctl
 
 import (
 	"encoding/base64"
@@ -111,7 +111,7 @@ func cli(t *testing.T, f *fakeServer, env map[string]string, stdin string, args 
 	t.Helper()
 	var out, errOut strings.Builder
 	full := append([]string{"-server", f.srv.URL, "-ca", f.caFile}, args...)
-	code = run(t.Context(), full, system{
+	code = run(t.Context(), full, System{
 		Getenv: func(k string) string { return env[k] },
 		Stdin:  strings.NewReader(stdin),
 		Stdout: &out,
@@ -437,7 +437,7 @@ func TestCLIErrors(t *testing.T) {
 		{"case=token invalid -json still exits 1", reply{200, `{"valid":false}`, nil},
 			[]string{"-json", "token", "validate", jwtLike}, 1, "{\"valid\":false}\n", ""},
 		{"case=not ready", reply{503, `{"status":"unavailable","backends":{"storage":{"name":"sqlite","status":"down","error":"database is locked"},"custody":{"name":"local","status":"up"}}}`, nil},
-			[]string{"ready"}, 1, "unavailable\nBACKEND  NAME    STATUS  ERROR\ncustody  local   up      -\nstorage  sqlite  down    database is locked\n", "mciasctl: server is not ready; down: storage (unavailable, HTTP 503)\n"},
+			[]string{"ready"}, 1, "unavailable\nBACKEND  NAME    STATUS  ERROR\ncustody  local   up      -\nstorage  sqlite  down    database is locked\n", "mciasctl: server is not ready; down: storage (unavailable)\n"},
 		{"case=ready", reply{200, `{"status":"ready","backends":{"storage":{"name":"sqlite","status":"up"}}}`, nil},
 			[]string{"ready"}, 0, "ready\nBACKEND  NAME    STATUS  ERROR\nstorage  sqlite  up      -\n", ""},
 		{"case=garbled success body", reply{200, `{"accounts":`, nil},
@@ -498,7 +498,7 @@ func TestCLIUnreachable(t *testing.T) {
 
 	t.Run("case=untrusted certificate", func(t *testing.T) {
 		var out, errOut strings.Builder
-		code := run(t.Context(), []string{"-server", f.srv.URL, "health"}, system{
+		code := run(t.Context(), []string{"-server", f.srv.URL, "health"}, System{
 			Getenv: func(string) string { return "" }, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, TermFD: -1,
 		})
 		if code != exitUnreachable {
@@ -512,7 +512,7 @@ func TestCLIUnreachable(t *testing.T) {
 	t.Run("case=CA from MCIAS_CA", func(t *testing.T) {
 		var out, errOut strings.Builder
 		env := map[string]string{"MCIAS_SERVER": f.srv.URL, "MCIAS_CA": f.caFile}
-		code := run(t.Context(), []string{"health"}, system{
+		code := run(t.Context(), []string{"health"}, System{
 			Getenv: func(k string) string { return env[k] }, Stdin: strings.NewReader(""), Stdout: &out, Stderr: &errOut, TermFD: -1,
 		})
 		if code != 0 || out.String() != "ok\n" {
