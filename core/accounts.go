@@ -270,6 +270,12 @@ func (s *Service) Bootstrap(ctx context.Context, name, pw string) (bool, error) 
 		return false, invalid("the first admin needs a password")
 	}
 	if _, err := s.createAccount(ctx, Caller{}, name, storage.Human, pw, []string{RoleAdmin}, map[string]string{"bootstrap": "true"}); err != nil {
+		// Nodes starting together on one empty database all get here; the
+		// username's uniqueness lets exactly one create the admin, and the
+		// others find it made.
+		if n, cerr := s.store.Accounts().CountAccounts(ctx); cerr == nil && n > 0 && errors.Is(err, sdk.ErrConflict) {
+			return false, nil
+		}
 		return false, err
 	}
 	return true, nil

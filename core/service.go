@@ -224,6 +224,10 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	s.stop = cancel
 	s.wg.Add(1)
 	go s.refreshLoop(bg)
+	if feed, ok := s.store.(storage.ChangeFeed); ok {
+		s.wg.Add(1)
+		go s.followChanges(bg, feed)
+	}
 	if _, err := s.rotator(ctx); err == nil {
 		s.wg.Add(1)
 		go s.rotationLoop(bg)

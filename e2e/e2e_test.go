@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/metacircular/mcias/internal/pgtest"
 )
 
 // binDir holds the binaries built once for all tests.
@@ -37,7 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	// The builtin plugins, as make build lays them out (bin/plugins).
-	for _, p := range []string{"sqlite", "local", "file"} {
+	for _, p := range []string{"sqlite", "postgres", "local", "file"} {
 		build = exec.Command("go", "build", "-trimpath", "-buildvcs=false",
 			"-o", dir+"/plugins/mcias-plugin-"+p, "../plugins/"+p)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -47,7 +49,8 @@ func TestMain(m *testing.M) {
 		}
 	}
 	binDir = dir
-	code := m.Run()
+	// One throwaway PostgreSQL for the multi-node tests.
+	code := pgtest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

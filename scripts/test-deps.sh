@@ -9,6 +9,9 @@ command -v oathtool >/dev/null || need+=(oathtool)
 command -v argon2 >/dev/null || need+=(argon2)
 command -v curl >/dev/null || need+=(curl)
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+# The Postgres tests start a throwaway server (internal/pgtest) from these
+# binaries, as the unprivileged user the package creates.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 # examples/pkcs11 tests against a real SoftHSM2 token; opensc gives pkcs11-tool.
 command -v softhsm2-util >/dev/null || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need+=(opensc)

@@ -92,6 +92,9 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 		{"login", []tomlKV{{"rate_per_minute", "1e9"}, {"burst", "1000000"}}},
 		{"log", []tomlKV{{"level", `"warn"`}}},
 	}
+	if o.storage != "" {
+		tables = append(tables, tomlTable{"storage", []tomlKV{{"uri", strconv.Quote(o.storage)}}})
+	}
 	if o.plugins {
 		tables = append(tables, tomlTable{"plugins", []tomlKV{{"builtins", `"subprocess"`}}})
 	}

@@ -56,6 +56,9 @@ type options struct {
 	// plugins runs every backend as a subprocess plugin
 	// (plugins.builtins = "subprocess", binaries from bin/plugins).
 	plugins bool
+	// storage replaces the instance's SQLite URI (a postgres:// URI for
+	// the Postgres comparison); empty keeps SQLite.
+	storage string
 }
 
 func main() {
@@ -82,8 +85,9 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.logins, "logins", 20, "sequential logins (and sequential bare hashes) for the latency comparison")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary instance directory")
 	fs.BoolVar(&o.plugins, "plugins", false, "run every backend as a subprocess plugin (BIN/plugins, make build)")
+	fs.StringVar(&o.storage, "storage", "", "storage URI to run on instead of the instance's SQLite file (postgres://..., an empty database)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
+		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-storage URI] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

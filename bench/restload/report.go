@@ -59,6 +59,10 @@ func writeReport(w io.Writer, o options, r *results) {
 	if o.plugins {
 		backends = "every one a subprocess plugin (`-plugins`: sqlite, local, file over go-plugin gRPC)"
 	}
+	if o.storage != "" {
+		scheme, _, _ := strings.Cut(o.storage, ":")
+		backends = strings.Replace(backends, "sqlite", scheme+" (`-storage`)", 1)
+	}
 	fmt.Fprintf(w, "| backends | %s |\n\n", backends)
 
 	fmt.Fprintln(w, "| measure | MCIAS | ceiling | MCIAS / ceiling |")

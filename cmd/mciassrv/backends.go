@@ -9,6 +9,7 @@ import (
 
 	"github.com/metacircular/mcias/backends/audit/file"
 	"github.com/metacircular/mcias/backends/custody/local"
+	"github.com/metacircular/mcias/backends/storage/postgres"
 	"github.com/metacircular/mcias/backends/storage/sqlite"
 	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk/audit"
@@ -20,7 +21,8 @@ import (
 // backends into the server (no init() registration).
 var (
 	storageBackends = map[string]storage.Factory{
-		"sqlite": sqlite.Open,
+		"sqlite":   sqlite.Open,
+		"postgres": postgres.Open,
 	}
 	custodyBackends = map[string]custody.Factory{
 		"local": local.Open,

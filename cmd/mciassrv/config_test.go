@@ -55,7 +55,7 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"case=syntax error", validTOML + "\n[server\n", []string{"mcias.toml:"}},
 		{"case=bad duration", validTOML + "\n[server]\nread_timeout = \"soon\"\n", []string{`"soon" is not a duration`}},
 		{"case=unknown storage scheme", strings.Replace(validTOML, "sqlite:///tmp/x.db", "mysql://db", 1),
-			[]string{`storage.uri: unknown scheme "mysql"`, "known schemes: plugin, sqlite"}},
+			[]string{`storage.uri: unknown scheme "mysql"`, "known schemes: plugin, postgres, sqlite"}},
 		{"case=missing custody", strings.Replace(validTOML, `uri = "local:///tmp/keys?key_file=/tmp/master.key"`, "", 1),
 			[]string{"custody.uri is required", "local"}},
 		{"case=unknown sink scheme", validTOML + "\n[[audit.sinks]]\nuri = \"kafka://x\"\n", []string{`audit.sinks[0].uri: unknown scheme "kafka"`}},

@@ -77,6 +77,7 @@ func devInit(dir, listen, grpcAddr, pluginDir string, out io.Writer) (configPath
 // (the URI scheme each serves).
 var devPlugins = []struct{ name, file string }{
 	{"sqlite", "mcias-plugin-sqlite"},
+	{"postgres", "mcias-plugin-postgres"},
 	{"local", "mcias-plugin-local"},
 	{"file", "mcias-plugin-file"},
 }

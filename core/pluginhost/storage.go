@@ -2,8 +2,10 @@ package pluginhost
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	sdkplugin "github.com/metacircular/mcias/sdk/plugin"
 	"github.com/metacircular/mcias/sdk/storage"
@@ -141,4 +143,24 @@ func (w *auditW) ReadEvents(ctx context.Context, afterSeq int64, limit int) ([]a
 	return call(w.s, ctx, func(ctx context.Context, b storage.Store) ([]audit.Event, error) {
 		return b.Audit().ReadEvents(ctx, afterSeq, limit)
 	})
+}
+
+// WatchChanges implements storage.ChangeFeed through the plugin process
+// running now. A watch lasts, so the call timeout does not bound it; it
+// ends when that process dies, and the caller watches again after the
+// restart.
+func (w *supervisedStore) WatchChanges(ctx context.Context) (<-chan storage.Change, error) {
+	w.s.mu.RLock()
+	up, b := w.s.up, w.s.cur
+	w.s.mu.RUnlock()
+	if !up {
+		return nil, fmt.Errorf("plugin %s is down: %w", w.s.p.Name, sdk.ErrUnavailable)
+	}
+	feed, ok := b.(storage.ChangeFeed)
+	if !ok {
+		return nil, fmt.Errorf("plugin %s: watch changes: %w", w.s.p.Name, sdk.ErrNotImplemented)
+	}
+	ch, err := feed.WatchChanges(ctx)
+	w.s.observe(err)
+	return ch, err
 }

@@ -246,6 +246,33 @@ type Store interface {
 	Close(ctx context.Context) error
 }
 
+// Change is one notification of a ChangeFeed.
+type Change struct {
+	// AccountID names the account whose record or tokens changed. Empty
+	// means "something may have changed that was not seen" (the feed was
+	// just established or re-established, or notifications were
+	// coalesced): the receiver re-reads everything it follows.
+	AccountID string
+}
+
+// ChangeFeed is an optional capability of a store that several processes
+// share (several server nodes on one database): it tells this process,
+// soon after another one commits, that an account was updated or a token
+// revoked, so caches kept in memory follow without polling. It carries
+// hints, not data: the receiver re-reads what changed (ListTokens with
+// RevokedAfter, GetAccount), so a lost or duplicated notification costs a
+// read, never correctness.
+type ChangeFeed interface {
+	// WatchChanges starts a watch and returns its channel. The first value
+	// is an empty Change once the watch is established; after the watch is
+	// lost and re-established (the database restarted) another empty
+	// Change follows. The channel is closed when ctx ends, the store
+	// closes, or the watch cannot go on (a plugin process died); the
+	// receiver may then watch again. sdk.ErrNotImplemented when the store
+	// cannot watch (a plugin whose backend has no feed).
+	WatchChanges(ctx context.Context) (<-chan Change, error)
+}
+
 // Factory opens a store from its URI (for example
 // "sqlite:///var/lib/mcias/mcias.db"), applying pending migrations.
 type Factory func(ctx context.Context, uri string, logger *slog.Logger) (Store, error)

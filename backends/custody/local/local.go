@@ -193,6 +193,11 @@ func Open(ctx context.Context, uri string, logger *slog.Logger) (custody.Custodi
 	if err := os.MkdirAll(cfg.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("local custody: create directory %s: %w: %w", cfg.dir, sdk.ErrUnavailable, err)
 	}
+	unlock, err := lockDir(cfg.dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	krPath := filepath.Join(cfg.dir, keyringFile)
 	_, err = os.Stat(krPath)
 	keyringExists := err == nil

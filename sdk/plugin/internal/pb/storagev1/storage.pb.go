@@ -2323,6 +2323,87 @@ func (x *ReadEventsResponse) GetEvents() []*auditv1.Event {
 	return nil
 }
 
+type WatchChangesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchChangesRequest) Reset() {
+	*x = WatchChangesRequest{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchChangesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchChangesRequest) ProtoMessage() {}
+
+func (x *WatchChangesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchChangesRequest.ProtoReflect.Descriptor instead.
+func (*WatchChangesRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{44}
+}
+
+// ChangeNotice mirrors sdk/storage.Change.
+type ChangeNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AccountId     string                 `protobuf:"bytes,1,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeNotice) Reset() {
+	*x = ChangeNotice{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeNotice) ProtoMessage() {}
+
+func (x *ChangeNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeNotice.ProtoReflect.Descriptor instead.
+func (*ChangeNotice) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ChangeNotice) GetAccountId() string {
+	if x != nil {
+		return x.AccountId
+	}
+	return ""
+}
+
 var File_mcias_plugin_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
@@ -2472,7 +2553,11 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"\tafter_seq\x18\x01 \x01(\x03R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\"J\n" +
 	"\x12ReadEventsResponse\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.mcias.plugin.audit.v1.EventR\x06events2\x96\x10\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.mcias.plugin.audit.v1.EventR\x06events\"\x15\n" +
+	"\x13WatchChangesRequest\"-\n" +
+	"\fChangeNotice\x12\x1d\n" +
+	"\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId2\xfd\x10\n" +
 	"\aStorage\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.storage.v1.OpenRequest\x1a%.mcias.plugin.storage.v1.OpenResponse\x12S\n" +
 	"\x04Info\x12$.mcias.plugin.storage.v1.InfoRequest\x1a%.mcias.plugin.storage.v1.InfoResponse\x12S\n" +
@@ -2499,7 +2584,8 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
 	"ListEvents\x12*.mcias.plugin.storage.v1.ListEventsRequest\x1a+.mcias.plugin.storage.v1.ListEventsResponse\x12e\n" +
 	"\n" +
-	"ReadEvents\x12*.mcias.plugin.storage.v1.ReadEventsRequest\x1a+.mcias.plugin.storage.v1.ReadEventsResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1b\x06proto3"
+	"ReadEvents\x12*.mcias.plugin.storage.v1.ReadEventsRequest\x1a+.mcias.plugin.storage.v1.ReadEventsResponse\x12e\n" +
+	"\fWatchChanges\x12,.mcias.plugin.storage.v1.WatchChangesRequest\x1a%.mcias.plugin.storage.v1.ChangeNotice0\x01B@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1b\x06proto3"
 
 var (
 	file_mcias_plugin_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -2513,7 +2599,7 @@ func file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_mcias_plugin_storage_v1_storage_proto_rawDescData
 }
 
-var file_mcias_plugin_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_mcias_plugin_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
 var file_mcias_plugin_storage_v1_storage_proto_goTypes = []any{
 	(*Account)(nil),                      // 0: mcias.plugin.storage.v1.Account
 	(*Token)(nil),                        // 1: mcias.plugin.storage.v1.Token
@@ -2559,42 +2645,44 @@ var file_mcias_plugin_storage_v1_storage_proto_goTypes = []any{
 	(*ListEventsResponse)(nil),           // 41: mcias.plugin.storage.v1.ListEventsResponse
 	(*ReadEventsRequest)(nil),            // 42: mcias.plugin.storage.v1.ReadEventsRequest
 	(*ReadEventsResponse)(nil),           // 43: mcias.plugin.storage.v1.ReadEventsResponse
-	(*auditv1.Timestamp)(nil),            // 44: mcias.plugin.audit.v1.Timestamp
-	(*auditv1.Event)(nil),                // 45: mcias.plugin.audit.v1.Event
+	(*WatchChangesRequest)(nil),          // 44: mcias.plugin.storage.v1.WatchChangesRequest
+	(*ChangeNotice)(nil),                 // 45: mcias.plugin.storage.v1.ChangeNotice
+	(*auditv1.Timestamp)(nil),            // 46: mcias.plugin.audit.v1.Timestamp
+	(*auditv1.Event)(nil),                // 47: mcias.plugin.audit.v1.Event
 }
 var file_mcias_plugin_storage_v1_storage_proto_depIdxs = []int32{
-	44, // 0: mcias.plugin.storage.v1.Account.created_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	44, // 1: mcias.plugin.storage.v1.Account.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	44, // 2: mcias.plugin.storage.v1.Token.issued_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	44, // 3: mcias.plugin.storage.v1.Token.expires_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	44, // 4: mcias.plugin.storage.v1.Token.revoked_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	44, // 5: mcias.plugin.storage.v1.PGCreds.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 0: mcias.plugin.storage.v1.Account.created_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 1: mcias.plugin.storage.v1.Account.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 2: mcias.plugin.storage.v1.Token.issued_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 3: mcias.plugin.storage.v1.Token.expires_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 4: mcias.plugin.storage.v1.Token.revoked_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 5: mcias.plugin.storage.v1.PGCreds.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
 	0,  // 6: mcias.plugin.storage.v1.CreateAccountRequest.account:type_name -> mcias.plugin.storage.v1.Account
-	45, // 7: mcias.plugin.storage.v1.CreateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	47, // 7: mcias.plugin.storage.v1.CreateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	0,  // 8: mcias.plugin.storage.v1.GetAccountResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 9: mcias.plugin.storage.v1.GetAccountByUsernameResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 10: mcias.plugin.storage.v1.ListAccountsResponse.accounts:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 11: mcias.plugin.storage.v1.UpdateAccountRequest.account:type_name -> mcias.plugin.storage.v1.Account
 	19, // 12: mcias.plugin.storage.v1.UpdateAccountRequest.options:type_name -> mcias.plugin.storage.v1.UpdateOptions
-	45, // 13: mcias.plugin.storage.v1.UpdateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	47, // 13: mcias.plugin.storage.v1.UpdateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	0,  // 14: mcias.plugin.storage.v1.UpdateAccountResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	1,  // 15: mcias.plugin.storage.v1.CreateTokenRequest.token:type_name -> mcias.plugin.storage.v1.Token
-	45, // 16: mcias.plugin.storage.v1.CreateTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	47, // 16: mcias.plugin.storage.v1.CreateTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	1,  // 17: mcias.plugin.storage.v1.GetTokenResponse.token:type_name -> mcias.plugin.storage.v1.Token
-	44, // 18: mcias.plugin.storage.v1.RevokeTokenRequest.at:type_name -> mcias.plugin.audit.v1.Timestamp
-	45, // 19: mcias.plugin.storage.v1.RevokeTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
-	44, // 20: mcias.plugin.storage.v1.ListTokensRequest.expires_after:type_name -> mcias.plugin.audit.v1.Timestamp
-	44, // 21: mcias.plugin.storage.v1.ListTokensRequest.revoked_after:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 18: mcias.plugin.storage.v1.RevokeTokenRequest.at:type_name -> mcias.plugin.audit.v1.Timestamp
+	47, // 19: mcias.plugin.storage.v1.RevokeTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	46, // 20: mcias.plugin.storage.v1.ListTokensRequest.expires_after:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 21: mcias.plugin.storage.v1.ListTokensRequest.revoked_after:type_name -> mcias.plugin.audit.v1.Timestamp
 	1,  // 22: mcias.plugin.storage.v1.ListTokensResponse.tokens:type_name -> mcias.plugin.storage.v1.Token
-	44, // 23: mcias.plugin.storage.v1.PruneTokensRequest.before:type_name -> mcias.plugin.audit.v1.Timestamp
+	46, // 23: mcias.plugin.storage.v1.PruneTokensRequest.before:type_name -> mcias.plugin.audit.v1.Timestamp
 	2,  // 24: mcias.plugin.storage.v1.GetPGCredsResponse.creds:type_name -> mcias.plugin.storage.v1.PGCreds
 	2,  // 25: mcias.plugin.storage.v1.PutPGCredsRequest.creds:type_name -> mcias.plugin.storage.v1.PGCreds
-	45, // 26: mcias.plugin.storage.v1.PutPGCredsRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	47, // 26: mcias.plugin.storage.v1.PutPGCredsRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	2,  // 27: mcias.plugin.storage.v1.PutPGCredsResponse.creds:type_name -> mcias.plugin.storage.v1.PGCreds
-	45, // 28: mcias.plugin.storage.v1.AppendEventRequest.event:type_name -> mcias.plugin.audit.v1.Event
-	44, // 29: mcias.plugin.storage.v1.ListEventsRequest.since:type_name -> mcias.plugin.audit.v1.Timestamp
-	45, // 30: mcias.plugin.storage.v1.ListEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
-	45, // 31: mcias.plugin.storage.v1.ReadEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
+	47, // 28: mcias.plugin.storage.v1.AppendEventRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	46, // 29: mcias.plugin.storage.v1.ListEventsRequest.since:type_name -> mcias.plugin.audit.v1.Timestamp
+	47, // 30: mcias.plugin.storage.v1.ListEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
+	47, // 31: mcias.plugin.storage.v1.ReadEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
 	3,  // 32: mcias.plugin.storage.v1.Storage.Open:input_type -> mcias.plugin.storage.v1.OpenRequest
 	5,  // 33: mcias.plugin.storage.v1.Storage.Info:input_type -> mcias.plugin.storage.v1.InfoRequest
 	7,  // 34: mcias.plugin.storage.v1.Storage.Ping:input_type -> mcias.plugin.storage.v1.PingRequest
@@ -2615,28 +2703,30 @@ var file_mcias_plugin_storage_v1_storage_proto_depIdxs = []int32{
 	38, // 49: mcias.plugin.storage.v1.Storage.AppendEvent:input_type -> mcias.plugin.storage.v1.AppendEventRequest
 	40, // 50: mcias.plugin.storage.v1.Storage.ListEvents:input_type -> mcias.plugin.storage.v1.ListEventsRequest
 	42, // 51: mcias.plugin.storage.v1.Storage.ReadEvents:input_type -> mcias.plugin.storage.v1.ReadEventsRequest
-	4,  // 52: mcias.plugin.storage.v1.Storage.Open:output_type -> mcias.plugin.storage.v1.OpenResponse
-	6,  // 53: mcias.plugin.storage.v1.Storage.Info:output_type -> mcias.plugin.storage.v1.InfoResponse
-	8,  // 54: mcias.plugin.storage.v1.Storage.Ping:output_type -> mcias.plugin.storage.v1.PingResponse
-	10, // 55: mcias.plugin.storage.v1.Storage.Close:output_type -> mcias.plugin.storage.v1.CloseResponse
-	12, // 56: mcias.plugin.storage.v1.Storage.CreateAccount:output_type -> mcias.plugin.storage.v1.CreateAccountResponse
-	14, // 57: mcias.plugin.storage.v1.Storage.GetAccount:output_type -> mcias.plugin.storage.v1.GetAccountResponse
-	16, // 58: mcias.plugin.storage.v1.Storage.GetAccountByUsername:output_type -> mcias.plugin.storage.v1.GetAccountByUsernameResponse
-	18, // 59: mcias.plugin.storage.v1.Storage.ListAccounts:output_type -> mcias.plugin.storage.v1.ListAccountsResponse
-	21, // 60: mcias.plugin.storage.v1.Storage.UpdateAccount:output_type -> mcias.plugin.storage.v1.UpdateAccountResponse
-	23, // 61: mcias.plugin.storage.v1.Storage.CountAccounts:output_type -> mcias.plugin.storage.v1.CountAccountsResponse
-	25, // 62: mcias.plugin.storage.v1.Storage.CreateToken:output_type -> mcias.plugin.storage.v1.CreateTokenResponse
-	27, // 63: mcias.plugin.storage.v1.Storage.GetToken:output_type -> mcias.plugin.storage.v1.GetTokenResponse
-	29, // 64: mcias.plugin.storage.v1.Storage.RevokeToken:output_type -> mcias.plugin.storage.v1.RevokeTokenResponse
-	31, // 65: mcias.plugin.storage.v1.Storage.ListTokens:output_type -> mcias.plugin.storage.v1.ListTokensResponse
-	33, // 66: mcias.plugin.storage.v1.Storage.PruneTokens:output_type -> mcias.plugin.storage.v1.PruneTokensResponse
-	35, // 67: mcias.plugin.storage.v1.Storage.GetPGCreds:output_type -> mcias.plugin.storage.v1.GetPGCredsResponse
-	37, // 68: mcias.plugin.storage.v1.Storage.PutPGCreds:output_type -> mcias.plugin.storage.v1.PutPGCredsResponse
-	39, // 69: mcias.plugin.storage.v1.Storage.AppendEvent:output_type -> mcias.plugin.storage.v1.AppendEventResponse
-	41, // 70: mcias.plugin.storage.v1.Storage.ListEvents:output_type -> mcias.plugin.storage.v1.ListEventsResponse
-	43, // 71: mcias.plugin.storage.v1.Storage.ReadEvents:output_type -> mcias.plugin.storage.v1.ReadEventsResponse
-	52, // [52:72] is the sub-list for method output_type
-	32, // [32:52] is the sub-list for method input_type
+	44, // 52: mcias.plugin.storage.v1.Storage.WatchChanges:input_type -> mcias.plugin.storage.v1.WatchChangesRequest
+	4,  // 53: mcias.plugin.storage.v1.Storage.Open:output_type -> mcias.plugin.storage.v1.OpenResponse
+	6,  // 54: mcias.plugin.storage.v1.Storage.Info:output_type -> mcias.plugin.storage.v1.InfoResponse
+	8,  // 55: mcias.plugin.storage.v1.Storage.Ping:output_type -> mcias.plugin.storage.v1.PingResponse
+	10, // 56: mcias.plugin.storage.v1.Storage.Close:output_type -> mcias.plugin.storage.v1.CloseResponse
+	12, // 57: mcias.plugin.storage.v1.Storage.CreateAccount:output_type -> mcias.plugin.storage.v1.CreateAccountResponse
+	14, // 58: mcias.plugin.storage.v1.Storage.GetAccount:output_type -> mcias.plugin.storage.v1.GetAccountResponse
+	16, // 59: mcias.plugin.storage.v1.Storage.GetAccountByUsername:output_type -> mcias.plugin.storage.v1.GetAccountByUsernameResponse
+	18, // 60: mcias.plugin.storage.v1.Storage.ListAccounts:output_type -> mcias.plugin.storage.v1.ListAccountsResponse
+	21, // 61: mcias.plugin.storage.v1.Storage.UpdateAccount:output_type -> mcias.plugin.storage.v1.UpdateAccountResponse
+	23, // 62: mcias.plugin.storage.v1.Storage.CountAccounts:output_type -> mcias.plugin.storage.v1.CountAccountsResponse
+	25, // 63: mcias.plugin.storage.v1.Storage.CreateToken:output_type -> mcias.plugin.storage.v1.CreateTokenResponse
+	27, // 64: mcias.plugin.storage.v1.Storage.GetToken:output_type -> mcias.plugin.storage.v1.GetTokenResponse
+	29, // 65: mcias.plugin.storage.v1.Storage.RevokeToken:output_type -> mcias.plugin.storage.v1.RevokeTokenResponse
+	31, // 66: mcias.plugin.storage.v1.Storage.ListTokens:output_type -> mcias.plugin.storage.v1.ListTokensResponse
+	33, // 67: mcias.plugin.storage.v1.Storage.PruneTokens:output_type -> mcias.plugin.storage.v1.PruneTokensResponse
+	35, // 68: mcias.plugin.storage.v1.Storage.GetPGCreds:output_type -> mcias.plugin.storage.v1.GetPGCredsResponse
+	37, // 69: mcias.plugin.storage.v1.Storage.PutPGCreds:output_type -> mcias.plugin.storage.v1.PutPGCredsResponse
+	39, // 70: mcias.plugin.storage.v1.Storage.AppendEvent:output_type -> mcias.plugin.storage.v1.AppendEventResponse
+	41, // 71: mcias.plugin.storage.v1.Storage.ListEvents:output_type -> mcias.plugin.storage.v1.ListEventsResponse
+	43, // 72: mcias.plugin.storage.v1.Storage.ReadEvents:output_type -> mcias.plugin.storage.v1.ReadEventsResponse
+	45, // 73: mcias.plugin.storage.v1.Storage.WatchChanges:output_type -> mcias.plugin.storage.v1.ChangeNotice
+	53, // [53:74] is the sub-list for method output_type
+	32, // [32:53] is the sub-list for method input_type
 	32, // [32:32] is the sub-list for extension type_name
 	32, // [32:32] is the sub-list for extension extendee
 	0,  // [0:32] is the sub-list for field type_name
@@ -2653,7 +2743,7 @@ func file_mcias_plugin_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_plugin_storage_v1_storage_proto_rawDesc), len(file_mcias_plugin_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   46,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

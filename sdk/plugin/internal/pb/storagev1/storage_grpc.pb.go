@@ -48,6 +48,7 @@ const (
 	Storage_AppendEvent_FullMethodName          = "/mcias.plugin.storage.v1.Storage/AppendEvent"
 	Storage_ListEvents_FullMethodName           = "/mcias.plugin.storage.v1.Storage/ListEvents"
 	Storage_ReadEvents_FullMethodName           = "/mcias.plugin.storage.v1.Storage/ReadEvents"
+	Storage_WatchChanges_FullMethodName         = "/mcias.plugin.storage.v1.Storage/WatchChanges"
 )
 
 // StorageClient is the client API for Storage service.
@@ -83,6 +84,10 @@ type StorageClient interface {
 	AppendEvent(ctx context.Context, in *AppendEventRequest, opts ...grpc.CallOption) (*AppendEventResponse, error)
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	ReadEvents(ctx context.Context, in *ReadEventsRequest, opts ...grpc.CallOption) (*ReadEventsResponse, error)
+	// ChangeFeed (optional): change hints, beginning with an empty notice
+	// once the watch is established. UNIMPLEMENTED when the backend has no
+	// feed (and from plugins built before this RPC existed).
+	WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangeNotice], error)
 }
 
 type storageClient struct {
@@ -293,6 +298,25 @@ func (c *storageClient) ReadEvents(ctx context.Context, in *ReadEventsRequest, o
 	return out, nil
 }
 
+func (c *storageClient) WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangeNotice], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Storage_ServiceDesc.Streams[0], Storage_WatchChanges_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchChangesRequest, ChangeNotice]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Storage_WatchChangesClient = grpc.ServerStreamingClient[ChangeNotice]
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -326,6 +350,10 @@ type StorageServer interface {
 	AppendEvent(context.Context, *AppendEventRequest) (*AppendEventResponse, error)
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	ReadEvents(context.Context, *ReadEventsRequest) (*ReadEventsResponse, error)
+	// ChangeFeed (optional): change hints, beginning with an empty notice
+	// once the watch is established. UNIMPLEMENTED when the backend has no
+	// feed (and from plugins built before this RPC existed).
+	WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -395,6 +423,9 @@ func (UnimplementedStorageServer) ListEvents(context.Context, *ListEventsRequest
 }
 func (UnimplementedStorageServer) ReadEvents(context.Context, *ReadEventsRequest) (*ReadEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadEvents not implemented")
+}
+func (UnimplementedStorageServer) WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error {
+	return status.Error(codes.Unimplemented, "method WatchChanges not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -777,6 +808,17 @@ func _Storage_ReadEvents_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_WatchChanges_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchChangesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(StorageServer).WatchChanges(m, &grpc.GenericServerStream[WatchChangesRequest, ChangeNotice]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Storage_WatchChangesServer = grpc.ServerStreamingServer[ChangeNotice]
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -865,6 +907,12 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Storage_ReadEvents_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchChanges",
+			Handler:       _Storage_WatchChanges_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "mcias/plugin/storage/v1/storage.proto",
 }
