@@ -40,11 +40,23 @@ type cluster struct {
 	nodes []*server
 }
 
+// roomyLogin is the login limit of the clusters whose tests log in often
+// from one address: the nodes share one budget per client IP, which the
+// defaults (burst 10) would exhaust.
+const roomyLogin = "\n[login]\nrate_per_minute = 6000.0\nburst = 1000\n"
+
 // newCluster lays out an instance whose storage is a fresh PostgreSQL
 // database, writes one config per node (each its own audit file), and
 // starts n nodes at the same moment on an empty database and an empty
 // keyring directory.
 func newCluster(t *testing.T, n int, subprocess bool) *cluster {
+	t.Helper()
+	return newClusterWith(t, n, subprocess, roomyLogin)
+}
+
+// newClusterWith is newCluster with extra TOML appended to every node's
+// config.
+func newClusterWith(t *testing.T, n int, subprocess bool, extra string) *cluster {
 	t.Helper()
 	dir := newInstance(t)
 	if subprocess {
@@ -58,7 +70,7 @@ func newCluster(t *testing.T, n int, subprocess bool) *cluster {
 	base := regexp.MustCompile(`(?m)^uri = "sqlite:.*"$`).ReplaceAllString(string(raw), fmt.Sprintf("uri = %q", db))
 	cl := &cluster{t: t, dir: dir, db: db, c: client(t, dir, 0)}
 	for i := range n {
-		cfg := strings.Replace(base, `uri = "file:run/audit.jsonl"`, fmt.Sprintf(`uri = "file:run/audit-node%d.jsonl"`, i), 1)
+		cfg := strings.Replace(base, `uri = "file:run/audit.jsonl"`, fmt.Sprintf(`uri = "file:run/audit-node%d.jsonl"`, i), 1) + extra
 		if err := os.WriteFile(cl.config(i), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -660,4 +672,73 @@ func TestDatabaseOutage(t *testing.T) {
 	// revocation on node 0 reaches node 1 long before the one-minute poll.
 	lat := cl.propagation(admin, svcID, 4)
 	t.Logf("after the outage: revocation propagation max %v", percentile(lat, 100))
+}
+
+// TestMultiNodeLoginLimit: the per-IP login limit holds across nodes.
+// Three nodes on one database with burst B and (almost) no refill: of many
+// failed logins from one address, spread over every node and sent at
+// once, exactly B pass the limiter (401); every other one is 429 with
+// Retry-After, a correct password included.
+func TestMultiNodeLoginLimit(t *testing.T) {
+	const burst = 6
+	// One token back every 100 minutes: none during the test.
+	cl := newClusterWith(t, 3, false, fmt.Sprintf("\n[login]\nrate_per_minute = 0.01\nburst = %d\n", burst))
+	const attempts = 36
+	type answer struct {
+		code       int
+		retryAfter string
+		err        error
+	}
+	answers := make([]answer, attempts)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range attempts {
+		wg.Go(func() {
+			<-start
+			body := strings.NewReader(`{"username":"admin","password":"not-the-password"}`)
+			req, err := http.NewRequest("POST", cl.url(i%len(cl.nodes), "/v1/auth/login"), body)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := cl.c.Do(req)
+			if err != nil {
+				answers[i].err = err
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			answers[i] = answer{code: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+		})
+	}
+	close(start)
+	wg.Wait()
+	passed, perNode := 0, make([]int, len(cl.nodes))
+	for i, a := range answers {
+		switch {
+		case a.err != nil:
+			t.Errorf("attempt %d: %v", i, a.err)
+		case a.code == http.StatusUnauthorized:
+			passed++
+			perNode[i%len(cl.nodes)]++
+		case a.code == http.StatusTooManyRequests:
+			if a.retryAfter == "" || a.retryAfter == "0" {
+				t.Errorf("attempt %d: 429 with Retry-After %q, want a positive wait", i, a.retryAfter)
+			}
+		default:
+			t.Errorf("attempt %d: status %d, want 401 or 429", i, a.code)
+		}
+	}
+	t.Logf("%d of %d failed logins over %d nodes passed the limiter (per node %v)", passed, attempts, len(cl.nodes), perNode)
+	if passed != burst {
+		t.Errorf("%d failed logins passed the limiter across the nodes, want exactly the burst %d", passed, burst)
+	}
+	// The budget is spent on every node: the right password waits too.
+	for i := range cl.nodes {
+		code, m, err := call(cl.c, "POST", cl.url(i, "/v1/auth/login"), "", map[string]string{"username": "admin", "password": adminPassword})
+		if err != nil || code != http.StatusTooManyRequests || m["code"] != "rate_limited" {
+			t.Errorf("node %d: login after the budget = %d %v %v, want 429 rate_limited", i, code, m, err)
+		}
+	}
 }

@@ -44,9 +44,12 @@ var errorTable = []ErrorRow{
 var (
 	InternalRow    = ErrorRow{nil, http.StatusInternalServerError, codes.Internal, "internal", "internal error"}
 	RateLimitedRow = ErrorRow{nil, http.StatusTooManyRequests, codes.ResourceExhausted, "rate_limited", "too many attempts from this address; retry later"}
-	BadRequestRow  = ErrorRow{sdk.ErrInvalidArgument, http.StatusBadRequest, codes.InvalidArgument, "invalid_request", "the request is not valid"}
-	ForbiddenRow   = ErrorRow{core.ErrForbidden, http.StatusForbidden, codes.PermissionDenied, "forbidden", "this action needs the admin role"}
-	UnauthRow      = ErrorRow{core.ErrUnauthorized, http.StatusUnauthorized, codes.Unauthenticated, "unauthorized", "a valid bearer token is required"}
+	// LimiterUnavailableRow: the shared login limiter could not answer, so
+	// the attempt is refused rather than let through unlimited.
+	LimiterUnavailableRow = ErrorRow{sdk.ErrUnavailable, http.StatusServiceUnavailable, codes.Unavailable, "unavailable", "the login limiter is unavailable; retry later"}
+	BadRequestRow         = ErrorRow{sdk.ErrInvalidArgument, http.StatusBadRequest, codes.InvalidArgument, "invalid_request", "the request is not valid"}
+	ForbiddenRow          = ErrorRow{core.ErrForbidden, http.StatusForbidden, codes.PermissionDenied, "forbidden", "this action needs the admin role"}
+	UnauthRow             = ErrorRow{core.ErrUnauthorized, http.StatusUnauthorized, codes.Unauthenticated, "unauthorized", "a valid bearer token is required"}
 )
 
 // Classify finds the row for err and the sentence to show: the client-

@@ -54,18 +54,18 @@ func TestLimiter(t *testing.T) {
 	l := NewLimiter(60, 2) // one per second, burst 2
 	now := time.Now()
 	for i := range 2 {
-		if ok, _ := l.Allow("a", now); !ok {
+		if ok, _, _ := l.Allow(t.Context(), "a", now); !ok {
 			t.Fatalf("call %d refused within the burst", i)
 		}
 	}
-	ok, wait := l.Allow("a", now)
+	ok, wait, _ := l.Allow(t.Context(), "a", now)
 	if ok || wait <= 0 || wait > time.Second {
 		t.Fatalf("over the burst: ok=%v wait=%v", ok, wait)
 	}
-	if ok, _ := l.Allow("b", now); !ok {
+	if ok, _, _ := l.Allow(t.Context(), "b", now); !ok {
 		t.Error("another IP shares the bucket")
 	}
-	if ok, _ := l.Allow("a", now.Add(time.Second)); !ok {
+	if ok, _, _ := l.Allow(t.Context(), "a", now.Add(time.Second)); !ok {
 		t.Error("no token after the refill interval")
 	}
 }

@@ -2,15 +2,31 @@ package frontend
 
 import (
 	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/storage"
 )
 
 // Limiter is a token bucket per client IP for the calls that check a
 // password. One Limiter serves both transports, so a client gets the
 // same budget whichever it uses, not one per transport.
+//
+// When the store offers storage.LoginLimiter (NewSharedLimiter), the
+// buckets live in the database and every node on it draws on the same
+// ones, so N nodes allow a client the configured rate once, not N times.
+// A store that cannot answer then refuses the attempt (fail closed: the
+// caller answers 503), since guessing "allowed" would lift the limit
+// exactly while the database is in trouble. A store without the
+// capability (sdk.ErrNotImplemented, a plugin whose backend lacks it)
+// falls back to the buckets in memory below.
 //
 // At most max buckets are kept, in least-recently-used order: a new IP
 // beyond the cap evicts the bucket that has been idle longest. Evicting
@@ -20,9 +36,11 @@ import (
 // refusing new addresses when full would instead let such an attacker
 // lock every other client out of login (ARCHITECTURE.md).
 type Limiter struct {
-	rate  rate.Limit
-	burst int
-	max   int
+	perMinute float64
+	rate      rate.Limit
+	burst     int
+	max       int
+	shared    storage.LoginLimiter // nil: memory only
 
 	mu      sync.Mutex
 	buckets map[string]*list.Element // value: *bucket
@@ -48,17 +66,65 @@ func NewLimiter(perMinute float64, burst int) *Limiter {
 	return newLimiter(perMinute, burst, maxBuckets)
 }
 
+// NewSharedLimiter is NewLimiter whose buckets are kept by shared, the
+// store's LoginLimiter, so that every node on the store shares them.
+func NewSharedLimiter(perMinute float64, burst int, shared storage.LoginLimiter) *Limiter {
+	l := newLimiter(perMinute, burst, maxBuckets)
+	l.shared = shared
+	return l
+}
+
 func newLimiter(perMinute float64, burst, max int) *Limiter {
 	return &Limiter{
-		rate:    rate.Limit(perMinute / 60),
-		burst:   burst,
-		max:     max,
-		buckets: make(map[string]*list.Element),
+		perMinute: perMinute,
+		rate:      rate.Limit(perMinute / 60),
+		burst:     burst,
+		max:       max,
+		buckets:   make(map[string]*list.Element),
 	}
 }
 
-// Allow takes one token for ip, or reports how long to wait.
-func (l *Limiter) Allow(ip string, now time.Time) (bool, time.Duration) {
+// sharedTimeout bounds one take from the shared buckets, so a database
+// that does not answer costs a login a bounded wait and then a 503.
+const sharedTimeout = 5 * time.Second
+
+// ErrLimiterUnavailable wraps the error of a shared limiter that cannot
+// answer; the attempt is refused with 503 (LimiterUnavailableRow).
+var ErrLimiterUnavailable = errors.New("login limiter unavailable")
+
+// Allow takes one token for ip, or reports how long to wait. An error
+// (wrapping ErrLimiterUnavailable) means the shared buckets could not be
+// read: the attempt must be refused.
+func (l *Limiter) Allow(ctx context.Context, ip string, now time.Time) (bool, time.Duration, error) {
+	key := Key(ip)
+	if l.shared != nil {
+		ctx, cancel := context.WithTimeout(ctx, sharedTimeout)
+		defer cancel()
+		ok, wait, err := l.shared.TakeLoginAttempt(ctx, key, l.perMinute, l.burst, now)
+		if !errors.Is(err, sdk.ErrNotImplemented) {
+			if err != nil {
+				return false, 0, fmt.Errorf("%w: %w", ErrLimiterUnavailable, err)
+			}
+			return ok, wait, nil
+		}
+	}
+	ok, wait := l.allowMemory(key, now)
+	return ok, wait, nil
+}
+
+// Key is the canonical bucket name of a client IP: "ip:" and the IP in
+// its shortest form (an IPv4-mapped IPv6 address as IPv4), so one client
+// has one bucket however its address was written. What is not an IP is
+// kept as it is.
+func Key(ip string) string {
+	if p := net.ParseIP(ip); p != nil {
+		return "ip:" + p.String()
+	}
+	return "ip:" + ip
+}
+
+// allowMemory takes one token for key from the buckets in memory.
+func (l *Limiter) allowMemory(ip string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	// The idle buckets are all at the back: drop them, oldest first.

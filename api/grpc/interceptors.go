@@ -148,7 +148,13 @@ func (s *Server) admit(ctx context.Context, method string, ci *callInfo) error {
 		}
 	}
 	if r.password {
-		if ok, wait := s.limit.Allow(ci.ip, time.Now()); !ok {
+		ok, wait, err := s.limit.Allow(ctx, ci.ip, time.Now())
+		if err != nil {
+			s.log.Warn("login limiter unavailable; attempt refused", "err", err)
+			row := frontend.LimiterUnavailableRow
+			return newStatus(row, row.Msg).Err()
+		}
+		if !ok {
 			// Whole seconds, rounded up, as REST's Retry-After.
 			secs := int64(math.Ceil(wait.Seconds()))
 			_ = grpc.SetHeader(ctx, metadata.Pairs(mdRetryAfter, strconv.FormatInt(secs, 10)))

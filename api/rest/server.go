@@ -70,7 +70,7 @@ func New(svc *core.Service, cfg Config) (*Server, error) {
 	if cfg.Limiter == nil {
 		cfg.Limiter = frontend.NewLimiter(cfg.LoginPerMinute, cfg.LoginBurst)
 	}
-	passwordLimit := limitPasswords(cfg.Limiter)
+	passwordLimit := limitPasswords(cfg.Limiter, cfg.Logger)
 
 	e.GET("/.well-known/jwks.json", s.jwks)
 	v1 := e.Group("/v1")

@@ -39,6 +39,7 @@ import (
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk/audit"
+	"github.com/metacircular/mcias/sdk/storage"
 )
 
 func main() {
@@ -172,8 +173,13 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 	}
 
 	// One limiter for both transports: a client gets one budget of
-	// password attempts per IP, whichever API it uses.
+	// password attempts per IP, whichever API it uses. When the store
+	// keeps the buckets (storage.LoginLimiter), every node on it shares
+	// that budget; otherwise it lives in this process.
 	limiter := frontend.NewLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst)
+	if shared, ok := store.(storage.LoginLimiter); ok {
+		limiter = frontend.NewSharedLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst, shared)
+	}
 	api, err := rest.New(svc, rest.Config{
 		TrustedProxies: cfg.Server.TrustedProxies,
 		MaxBodyBytes:   cfg.Server.MaxBodyBytes,

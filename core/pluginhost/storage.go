@@ -164,3 +164,21 @@ func (w *supervisedStore) WatchChanges(ctx context.Context) (<-chan storage.Chan
 	w.s.observe(err)
 	return ch, err
 }
+
+// TakeLoginAttempt implements storage.LoginLimiter through the plugin
+// process, bounded by the call timeout like any other call.
+func (w *supervisedStore) TakeLoginAttempt(ctx context.Context, key string, ratePerMinute float64, burst int, now time.Time) (bool, time.Duration, error) {
+	type took struct {
+		ok   bool
+		wait time.Duration
+	}
+	r, err := call(w.s, ctx, func(ctx context.Context, b storage.Store) (took, error) {
+		l, ok := b.(storage.LoginLimiter)
+		if !ok {
+			return took{}, fmt.Errorf("plugin %s: take login attempt: %w", w.s.p.Name, sdk.ErrNotImplemented)
+		}
+		allowed, wait, err := l.TakeLoginAttempt(ctx, key, ratePerMinute, burst, now)
+		return took{allowed, wait}, err
+	})
+	return r.ok, r.wait, err
+}

@@ -273,6 +273,27 @@ type ChangeFeed interface {
 	WatchChanges(ctx context.Context) (<-chan Change, error)
 }
 
+// LoginLimiter is an optional capability of a store that several processes
+// share: it keeps the per-client token buckets that limit password
+// attempts in the database, so several server nodes on one database allow
+// a client the configured rate once, not once per node.
+type LoginLimiter interface {
+	// TakeLoginAttempt takes one token from the bucket named key, which
+	// holds at most burst tokens and refills at ratePerMinute, as of now.
+	// It is atomic: however many processes take from one key at once, no
+	// more tokens are granted than the bucket holds. A bucket not seen
+	// before starts full. When no token is left it reports allowed false
+	// and retryAfter, how long until one is; a refused take uses nothing.
+	// The clock is the caller's (now), and time never runs backwards for a
+	// bucket: a take with an earlier now than the last one refills nothing.
+	// A bucket left alone until it is full again may be forgotten (that
+	// forgets nothing). Errors: sdk.ErrInvalidArgument for an empty key, a
+	// rate not above zero or a burst below one; sdk.ErrUnavailable when the
+	// store cannot answer; sdk.ErrNotImplemented when the store has no
+	// shared buckets (a plugin whose backend lacks them).
+	TakeLoginAttempt(ctx context.Context, key string, ratePerMinute float64, burst int, now time.Time) (allowed bool, retryAfter time.Duration, err error)
+}
+
 // Factory opens a store from its URI (for example
 // "sqlite:///var/lib/mcias/mcias.db"), applying pending migrations.
 type Factory func(ctx context.Context, uri string, logger *slog.Logger) (Store, error)

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,10 @@ type Store struct {
 
 	closeOnce sync.Once
 	closed    chan struct{}
+
+	// nextPrune is when TakeLoginAttempt next prunes full buckets (unix
+	// ns of the callers' clock).
+	nextPrune atomic.Int64
 
 	accounts    accountStore
 	tokens      tokenStore

@@ -27,6 +27,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -64,6 +65,10 @@ type Store struct {
 	closeOnce sync.Once
 	closed    chan struct{}
 	closeErr  error
+
+	// nextPrune is when TakeLoginAttempt next prunes full buckets (unix
+	// ns of the callers' clock).
+	nextPrune atomic.Int64
 
 	accounts    accountStore
 	tokens      tokenStore

@@ -41,6 +41,7 @@ func RunTests(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	cases = append(cases, auditCases()...)
 	cases = append(cases, concurrencyCases()...)
 	cases = append(cases, storeCases()...)
+	cases = append(cases, limiterCases()...)
 	for _, tc := range cases {
 		t.Run("case="+tc.name, func(t *testing.T) {
 			s := newStore(t)

@@ -2404,6 +2404,129 @@ func (x *ChangeNotice) GetAccountId() string {
 	return ""
 }
 
+// TakeLoginAttemptRequest mirrors the arguments of
+// sdk/storage.LoginLimiter.TakeLoginAttempt.
+type TakeLoginAttemptRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RatePerMinute float64                `protobuf:"fixed64,2,opt,name=rate_per_minute,json=ratePerMinute,proto3" json:"rate_per_minute,omitempty"`
+	Burst         int64                  `protobuf:"varint,3,opt,name=burst,proto3" json:"burst,omitempty"`
+	Now           *auditv1.Timestamp     `protobuf:"bytes,4,opt,name=now,proto3" json:"now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TakeLoginAttemptRequest) Reset() {
+	*x = TakeLoginAttemptRequest{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeLoginAttemptRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeLoginAttemptRequest) ProtoMessage() {}
+
+func (x *TakeLoginAttemptRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeLoginAttemptRequest.ProtoReflect.Descriptor instead.
+func (*TakeLoginAttemptRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *TakeLoginAttemptRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *TakeLoginAttemptRequest) GetRatePerMinute() float64 {
+	if x != nil {
+		return x.RatePerMinute
+	}
+	return 0
+}
+
+func (x *TakeLoginAttemptRequest) GetBurst() int64 {
+	if x != nil {
+		return x.Burst
+	}
+	return 0
+}
+
+func (x *TakeLoginAttemptRequest) GetNow() *auditv1.Timestamp {
+	if x != nil {
+		return x.Now
+	}
+	return nil
+}
+
+type TakeLoginAttemptResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Allowed bool                   `protobuf:"varint,1,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	// How long until a token is back, when not allowed.
+	RetryAfterNanos int64 `protobuf:"varint,2,opt,name=retry_after_nanos,json=retryAfterNanos,proto3" json:"retry_after_nanos,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TakeLoginAttemptResponse) Reset() {
+	*x = TakeLoginAttemptResponse{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TakeLoginAttemptResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TakeLoginAttemptResponse) ProtoMessage() {}
+
+func (x *TakeLoginAttemptResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TakeLoginAttemptResponse.ProtoReflect.Descriptor instead.
+func (*TakeLoginAttemptResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *TakeLoginAttemptResponse) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *TakeLoginAttemptResponse) GetRetryAfterNanos() int64 {
+	if x != nil {
+		return x.RetryAfterNanos
+	}
+	return 0
+}
+
 var File_mcias_plugin_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
@@ -2557,7 +2680,15 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"\x13WatchChangesRequest\"-\n" +
 	"\fChangeNotice\x12\x1d\n" +
 	"\n" +
-	"account_id\x18\x01 \x01(\tR\taccountId2\xfd\x10\n" +
+	"account_id\x18\x01 \x01(\tR\taccountId\"\x9d\x01\n" +
+	"\x17TakeLoginAttemptRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12&\n" +
+	"\x0frate_per_minute\x18\x02 \x01(\x01R\rratePerMinute\x12\x14\n" +
+	"\x05burst\x18\x03 \x01(\x03R\x05burst\x122\n" +
+	"\x03now\x18\x04 \x01(\v2 .mcias.plugin.audit.v1.TimestampR\x03now\"`\n" +
+	"\x18TakeLoginAttemptResponse\x12\x18\n" +
+	"\aallowed\x18\x01 \x01(\bR\aallowed\x12*\n" +
+	"\x11retry_after_nanos\x18\x02 \x01(\x03R\x0fretryAfterNanos2\xf6\x11\n" +
 	"\aStorage\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.storage.v1.OpenRequest\x1a%.mcias.plugin.storage.v1.OpenResponse\x12S\n" +
 	"\x04Info\x12$.mcias.plugin.storage.v1.InfoRequest\x1a%.mcias.plugin.storage.v1.InfoResponse\x12S\n" +
@@ -2585,7 +2716,8 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"ListEvents\x12*.mcias.plugin.storage.v1.ListEventsRequest\x1a+.mcias.plugin.storage.v1.ListEventsResponse\x12e\n" +
 	"\n" +
 	"ReadEvents\x12*.mcias.plugin.storage.v1.ReadEventsRequest\x1a+.mcias.plugin.storage.v1.ReadEventsResponse\x12e\n" +
-	"\fWatchChanges\x12,.mcias.plugin.storage.v1.WatchChangesRequest\x1a%.mcias.plugin.storage.v1.ChangeNotice0\x01B@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1b\x06proto3"
+	"\fWatchChanges\x12,.mcias.plugin.storage.v1.WatchChangesRequest\x1a%.mcias.plugin.storage.v1.ChangeNotice0\x01\x12w\n" +
+	"\x10TakeLoginAttempt\x120.mcias.plugin.storage.v1.TakeLoginAttemptRequest\x1a1.mcias.plugin.storage.v1.TakeLoginAttemptResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1b\x06proto3"
 
 var (
 	file_mcias_plugin_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -2599,7 +2731,7 @@ func file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_mcias_plugin_storage_v1_storage_proto_rawDescData
 }
 
-var file_mcias_plugin_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 46)
+var file_mcias_plugin_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_mcias_plugin_storage_v1_storage_proto_goTypes = []any{
 	(*Account)(nil),                      // 0: mcias.plugin.storage.v1.Account
 	(*Token)(nil),                        // 1: mcias.plugin.storage.v1.Token
@@ -2647,89 +2779,94 @@ var file_mcias_plugin_storage_v1_storage_proto_goTypes = []any{
 	(*ReadEventsResponse)(nil),           // 43: mcias.plugin.storage.v1.ReadEventsResponse
 	(*WatchChangesRequest)(nil),          // 44: mcias.plugin.storage.v1.WatchChangesRequest
 	(*ChangeNotice)(nil),                 // 45: mcias.plugin.storage.v1.ChangeNotice
-	(*auditv1.Timestamp)(nil),            // 46: mcias.plugin.audit.v1.Timestamp
-	(*auditv1.Event)(nil),                // 47: mcias.plugin.audit.v1.Event
+	(*TakeLoginAttemptRequest)(nil),      // 46: mcias.plugin.storage.v1.TakeLoginAttemptRequest
+	(*TakeLoginAttemptResponse)(nil),     // 47: mcias.plugin.storage.v1.TakeLoginAttemptResponse
+	(*auditv1.Timestamp)(nil),            // 48: mcias.plugin.audit.v1.Timestamp
+	(*auditv1.Event)(nil),                // 49: mcias.plugin.audit.v1.Event
 }
 var file_mcias_plugin_storage_v1_storage_proto_depIdxs = []int32{
-	46, // 0: mcias.plugin.storage.v1.Account.created_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	46, // 1: mcias.plugin.storage.v1.Account.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	46, // 2: mcias.plugin.storage.v1.Token.issued_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	46, // 3: mcias.plugin.storage.v1.Token.expires_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	46, // 4: mcias.plugin.storage.v1.Token.revoked_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	46, // 5: mcias.plugin.storage.v1.PGCreds.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 0: mcias.plugin.storage.v1.Account.created_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 1: mcias.plugin.storage.v1.Account.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 2: mcias.plugin.storage.v1.Token.issued_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 3: mcias.plugin.storage.v1.Token.expires_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 4: mcias.plugin.storage.v1.Token.revoked_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 5: mcias.plugin.storage.v1.PGCreds.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
 	0,  // 6: mcias.plugin.storage.v1.CreateAccountRequest.account:type_name -> mcias.plugin.storage.v1.Account
-	47, // 7: mcias.plugin.storage.v1.CreateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	49, // 7: mcias.plugin.storage.v1.CreateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	0,  // 8: mcias.plugin.storage.v1.GetAccountResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 9: mcias.plugin.storage.v1.GetAccountByUsernameResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 10: mcias.plugin.storage.v1.ListAccountsResponse.accounts:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 11: mcias.plugin.storage.v1.UpdateAccountRequest.account:type_name -> mcias.plugin.storage.v1.Account
 	19, // 12: mcias.plugin.storage.v1.UpdateAccountRequest.options:type_name -> mcias.plugin.storage.v1.UpdateOptions
-	47, // 13: mcias.plugin.storage.v1.UpdateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	49, // 13: mcias.plugin.storage.v1.UpdateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	0,  // 14: mcias.plugin.storage.v1.UpdateAccountResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	1,  // 15: mcias.plugin.storage.v1.CreateTokenRequest.token:type_name -> mcias.plugin.storage.v1.Token
-	47, // 16: mcias.plugin.storage.v1.CreateTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	49, // 16: mcias.plugin.storage.v1.CreateTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	1,  // 17: mcias.plugin.storage.v1.GetTokenResponse.token:type_name -> mcias.plugin.storage.v1.Token
-	46, // 18: mcias.plugin.storage.v1.RevokeTokenRequest.at:type_name -> mcias.plugin.audit.v1.Timestamp
-	47, // 19: mcias.plugin.storage.v1.RevokeTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
-	46, // 20: mcias.plugin.storage.v1.ListTokensRequest.expires_after:type_name -> mcias.plugin.audit.v1.Timestamp
-	46, // 21: mcias.plugin.storage.v1.ListTokensRequest.revoked_after:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 18: mcias.plugin.storage.v1.RevokeTokenRequest.at:type_name -> mcias.plugin.audit.v1.Timestamp
+	49, // 19: mcias.plugin.storage.v1.RevokeTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	48, // 20: mcias.plugin.storage.v1.ListTokensRequest.expires_after:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 21: mcias.plugin.storage.v1.ListTokensRequest.revoked_after:type_name -> mcias.plugin.audit.v1.Timestamp
 	1,  // 22: mcias.plugin.storage.v1.ListTokensResponse.tokens:type_name -> mcias.plugin.storage.v1.Token
-	46, // 23: mcias.plugin.storage.v1.PruneTokensRequest.before:type_name -> mcias.plugin.audit.v1.Timestamp
+	48, // 23: mcias.plugin.storage.v1.PruneTokensRequest.before:type_name -> mcias.plugin.audit.v1.Timestamp
 	2,  // 24: mcias.plugin.storage.v1.GetPGCredsResponse.creds:type_name -> mcias.plugin.storage.v1.PGCreds
 	2,  // 25: mcias.plugin.storage.v1.PutPGCredsRequest.creds:type_name -> mcias.plugin.storage.v1.PGCreds
-	47, // 26: mcias.plugin.storage.v1.PutPGCredsRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	49, // 26: mcias.plugin.storage.v1.PutPGCredsRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	2,  // 27: mcias.plugin.storage.v1.PutPGCredsResponse.creds:type_name -> mcias.plugin.storage.v1.PGCreds
-	47, // 28: mcias.plugin.storage.v1.AppendEventRequest.event:type_name -> mcias.plugin.audit.v1.Event
-	46, // 29: mcias.plugin.storage.v1.ListEventsRequest.since:type_name -> mcias.plugin.audit.v1.Timestamp
-	47, // 30: mcias.plugin.storage.v1.ListEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
-	47, // 31: mcias.plugin.storage.v1.ReadEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
-	3,  // 32: mcias.plugin.storage.v1.Storage.Open:input_type -> mcias.plugin.storage.v1.OpenRequest
-	5,  // 33: mcias.plugin.storage.v1.Storage.Info:input_type -> mcias.plugin.storage.v1.InfoRequest
-	7,  // 34: mcias.plugin.storage.v1.Storage.Ping:input_type -> mcias.plugin.storage.v1.PingRequest
-	9,  // 35: mcias.plugin.storage.v1.Storage.Close:input_type -> mcias.plugin.storage.v1.CloseRequest
-	11, // 36: mcias.plugin.storage.v1.Storage.CreateAccount:input_type -> mcias.plugin.storage.v1.CreateAccountRequest
-	13, // 37: mcias.plugin.storage.v1.Storage.GetAccount:input_type -> mcias.plugin.storage.v1.GetAccountRequest
-	15, // 38: mcias.plugin.storage.v1.Storage.GetAccountByUsername:input_type -> mcias.plugin.storage.v1.GetAccountByUsernameRequest
-	17, // 39: mcias.plugin.storage.v1.Storage.ListAccounts:input_type -> mcias.plugin.storage.v1.ListAccountsRequest
-	20, // 40: mcias.plugin.storage.v1.Storage.UpdateAccount:input_type -> mcias.plugin.storage.v1.UpdateAccountRequest
-	22, // 41: mcias.plugin.storage.v1.Storage.CountAccounts:input_type -> mcias.plugin.storage.v1.CountAccountsRequest
-	24, // 42: mcias.plugin.storage.v1.Storage.CreateToken:input_type -> mcias.plugin.storage.v1.CreateTokenRequest
-	26, // 43: mcias.plugin.storage.v1.Storage.GetToken:input_type -> mcias.plugin.storage.v1.GetTokenRequest
-	28, // 44: mcias.plugin.storage.v1.Storage.RevokeToken:input_type -> mcias.plugin.storage.v1.RevokeTokenRequest
-	30, // 45: mcias.plugin.storage.v1.Storage.ListTokens:input_type -> mcias.plugin.storage.v1.ListTokensRequest
-	32, // 46: mcias.plugin.storage.v1.Storage.PruneTokens:input_type -> mcias.plugin.storage.v1.PruneTokensRequest
-	34, // 47: mcias.plugin.storage.v1.Storage.GetPGCreds:input_type -> mcias.plugin.storage.v1.GetPGCredsRequest
-	36, // 48: mcias.plugin.storage.v1.Storage.PutPGCreds:input_type -> mcias.plugin.storage.v1.PutPGCredsRequest
-	38, // 49: mcias.plugin.storage.v1.Storage.AppendEvent:input_type -> mcias.plugin.storage.v1.AppendEventRequest
-	40, // 50: mcias.plugin.storage.v1.Storage.ListEvents:input_type -> mcias.plugin.storage.v1.ListEventsRequest
-	42, // 51: mcias.plugin.storage.v1.Storage.ReadEvents:input_type -> mcias.plugin.storage.v1.ReadEventsRequest
-	44, // 52: mcias.plugin.storage.v1.Storage.WatchChanges:input_type -> mcias.plugin.storage.v1.WatchChangesRequest
-	4,  // 53: mcias.plugin.storage.v1.Storage.Open:output_type -> mcias.plugin.storage.v1.OpenResponse
-	6,  // 54: mcias.plugin.storage.v1.Storage.Info:output_type -> mcias.plugin.storage.v1.InfoResponse
-	8,  // 55: mcias.plugin.storage.v1.Storage.Ping:output_type -> mcias.plugin.storage.v1.PingResponse
-	10, // 56: mcias.plugin.storage.v1.Storage.Close:output_type -> mcias.plugin.storage.v1.CloseResponse
-	12, // 57: mcias.plugin.storage.v1.Storage.CreateAccount:output_type -> mcias.plugin.storage.v1.CreateAccountResponse
-	14, // 58: mcias.plugin.storage.v1.Storage.GetAccount:output_type -> mcias.plugin.storage.v1.GetAccountResponse
-	16, // 59: mcias.plugin.storage.v1.Storage.GetAccountByUsername:output_type -> mcias.plugin.storage.v1.GetAccountByUsernameResponse
-	18, // 60: mcias.plugin.storage.v1.Storage.ListAccounts:output_type -> mcias.plugin.storage.v1.ListAccountsResponse
-	21, // 61: mcias.plugin.storage.v1.Storage.UpdateAccount:output_type -> mcias.plugin.storage.v1.UpdateAccountResponse
-	23, // 62: mcias.plugin.storage.v1.Storage.CountAccounts:output_type -> mcias.plugin.storage.v1.CountAccountsResponse
-	25, // 63: mcias.plugin.storage.v1.Storage.CreateToken:output_type -> mcias.plugin.storage.v1.CreateTokenResponse
-	27, // 64: mcias.plugin.storage.v1.Storage.GetToken:output_type -> mcias.plugin.storage.v1.GetTokenResponse
-	29, // 65: mcias.plugin.storage.v1.Storage.RevokeToken:output_type -> mcias.plugin.storage.v1.RevokeTokenResponse
-	31, // 66: mcias.plugin.storage.v1.Storage.ListTokens:output_type -> mcias.plugin.storage.v1.ListTokensResponse
-	33, // 67: mcias.plugin.storage.v1.Storage.PruneTokens:output_type -> mcias.plugin.storage.v1.PruneTokensResponse
-	35, // 68: mcias.plugin.storage.v1.Storage.GetPGCreds:output_type -> mcias.plugin.storage.v1.GetPGCredsResponse
-	37, // 69: mcias.plugin.storage.v1.Storage.PutPGCreds:output_type -> mcias.plugin.storage.v1.PutPGCredsResponse
-	39, // 70: mcias.plugin.storage.v1.Storage.AppendEvent:output_type -> mcias.plugin.storage.v1.AppendEventResponse
-	41, // 71: mcias.plugin.storage.v1.Storage.ListEvents:output_type -> mcias.plugin.storage.v1.ListEventsResponse
-	43, // 72: mcias.plugin.storage.v1.Storage.ReadEvents:output_type -> mcias.plugin.storage.v1.ReadEventsResponse
-	45, // 73: mcias.plugin.storage.v1.Storage.WatchChanges:output_type -> mcias.plugin.storage.v1.ChangeNotice
-	53, // [53:74] is the sub-list for method output_type
-	32, // [32:53] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	49, // 28: mcias.plugin.storage.v1.AppendEventRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	48, // 29: mcias.plugin.storage.v1.ListEventsRequest.since:type_name -> mcias.plugin.audit.v1.Timestamp
+	49, // 30: mcias.plugin.storage.v1.ListEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
+	49, // 31: mcias.plugin.storage.v1.ReadEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
+	48, // 32: mcias.plugin.storage.v1.TakeLoginAttemptRequest.now:type_name -> mcias.plugin.audit.v1.Timestamp
+	3,  // 33: mcias.plugin.storage.v1.Storage.Open:input_type -> mcias.plugin.storage.v1.OpenRequest
+	5,  // 34: mcias.plugin.storage.v1.Storage.Info:input_type -> mcias.plugin.storage.v1.InfoRequest
+	7,  // 35: mcias.plugin.storage.v1.Storage.Ping:input_type -> mcias.plugin.storage.v1.PingRequest
+	9,  // 36: mcias.plugin.storage.v1.Storage.Close:input_type -> mcias.plugin.storage.v1.CloseRequest
+	11, // 37: mcias.plugin.storage.v1.Storage.CreateAccount:input_type -> mcias.plugin.storage.v1.CreateAccountRequest
+	13, // 38: mcias.plugin.storage.v1.Storage.GetAccount:input_type -> mcias.plugin.storage.v1.GetAccountRequest
+	15, // 39: mcias.plugin.storage.v1.Storage.GetAccountByUsername:input_type -> mcias.plugin.storage.v1.GetAccountByUsernameRequest
+	17, // 40: mcias.plugin.storage.v1.Storage.ListAccounts:input_type -> mcias.plugin.storage.v1.ListAccountsRequest
+	20, // 41: mcias.plugin.storage.v1.Storage.UpdateAccount:input_type -> mcias.plugin.storage.v1.UpdateAccountRequest
+	22, // 42: mcias.plugin.storage.v1.Storage.CountAccounts:input_type -> mcias.plugin.storage.v1.CountAccountsRequest
+	24, // 43: mcias.plugin.storage.v1.Storage.CreateToken:input_type -> mcias.plugin.storage.v1.CreateTokenRequest
+	26, // 44: mcias.plugin.storage.v1.Storage.GetToken:input_type -> mcias.plugin.storage.v1.GetTokenRequest
+	28, // 45: mcias.plugin.storage.v1.Storage.RevokeToken:input_type -> mcias.plugin.storage.v1.RevokeTokenRequest
+	30, // 46: mcias.plugin.storage.v1.Storage.ListTokens:input_type -> mcias.plugin.storage.v1.ListTokensRequest
+	32, // 47: mcias.plugin.storage.v1.Storage.PruneTokens:input_type -> mcias.plugin.storage.v1.PruneTokensRequest
+	34, // 48: mcias.plugin.storage.v1.Storage.GetPGCreds:input_type -> mcias.plugin.storage.v1.GetPGCredsRequest
+	36, // 49: mcias.plugin.storage.v1.Storage.PutPGCreds:input_type -> mcias.plugin.storage.v1.PutPGCredsRequest
+	38, // 50: mcias.plugin.storage.v1.Storage.AppendEvent:input_type -> mcias.plugin.storage.v1.AppendEventRequest
+	40, // 51: mcias.plugin.storage.v1.Storage.ListEvents:input_type -> mcias.plugin.storage.v1.ListEventsRequest
+	42, // 52: mcias.plugin.storage.v1.Storage.ReadEvents:input_type -> mcias.plugin.storage.v1.ReadEventsRequest
+	44, // 53: mcias.plugin.storage.v1.Storage.WatchChanges:input_type -> mcias.plugin.storage.v1.WatchChangesRequest
+	46, // 54: mcias.plugin.storage.v1.Storage.TakeLoginAttempt:input_type -> mcias.plugin.storage.v1.TakeLoginAttemptRequest
+	4,  // 55: mcias.plugin.storage.v1.Storage.Open:output_type -> mcias.plugin.storage.v1.OpenResponse
+	6,  // 56: mcias.plugin.storage.v1.Storage.Info:output_type -> mcias.plugin.storage.v1.InfoResponse
+	8,  // 57: mcias.plugin.storage.v1.Storage.Ping:output_type -> mcias.plugin.storage.v1.PingResponse
+	10, // 58: mcias.plugin.storage.v1.Storage.Close:output_type -> mcias.plugin.storage.v1.CloseResponse
+	12, // 59: mcias.plugin.storage.v1.Storage.CreateAccount:output_type -> mcias.plugin.storage.v1.CreateAccountResponse
+	14, // 60: mcias.plugin.storage.v1.Storage.GetAccount:output_type -> mcias.plugin.storage.v1.GetAccountResponse
+	16, // 61: mcias.plugin.storage.v1.Storage.GetAccountByUsername:output_type -> mcias.plugin.storage.v1.GetAccountByUsernameResponse
+	18, // 62: mcias.plugin.storage.v1.Storage.ListAccounts:output_type -> mcias.plugin.storage.v1.ListAccountsResponse
+	21, // 63: mcias.plugin.storage.v1.Storage.UpdateAccount:output_type -> mcias.plugin.storage.v1.UpdateAccountResponse
+	23, // 64: mcias.plugin.storage.v1.Storage.CountAccounts:output_type -> mcias.plugin.storage.v1.CountAccountsResponse
+	25, // 65: mcias.plugin.storage.v1.Storage.CreateToken:output_type -> mcias.plugin.storage.v1.CreateTokenResponse
+	27, // 66: mcias.plugin.storage.v1.Storage.GetToken:output_type -> mcias.plugin.storage.v1.GetTokenResponse
+	29, // 67: mcias.plugin.storage.v1.Storage.RevokeToken:output_type -> mcias.plugin.storage.v1.RevokeTokenResponse
+	31, // 68: mcias.plugin.storage.v1.Storage.ListTokens:output_type -> mcias.plugin.storage.v1.ListTokensResponse
+	33, // 69: mcias.plugin.storage.v1.Storage.PruneTokens:output_type -> mcias.plugin.storage.v1.PruneTokensResponse
+	35, // 70: mcias.plugin.storage.v1.Storage.GetPGCreds:output_type -> mcias.plugin.storage.v1.GetPGCredsResponse
+	37, // 71: mcias.plugin.storage.v1.Storage.PutPGCreds:output_type -> mcias.plugin.storage.v1.PutPGCredsResponse
+	39, // 72: mcias.plugin.storage.v1.Storage.AppendEvent:output_type -> mcias.plugin.storage.v1.AppendEventResponse
+	41, // 73: mcias.plugin.storage.v1.Storage.ListEvents:output_type -> mcias.plugin.storage.v1.ListEventsResponse
+	43, // 74: mcias.plugin.storage.v1.Storage.ReadEvents:output_type -> mcias.plugin.storage.v1.ReadEventsResponse
+	45, // 75: mcias.plugin.storage.v1.Storage.WatchChanges:output_type -> mcias.plugin.storage.v1.ChangeNotice
+	47, // 76: mcias.plugin.storage.v1.Storage.TakeLoginAttempt:output_type -> mcias.plugin.storage.v1.TakeLoginAttemptResponse
+	55, // [55:77] is the sub-list for method output_type
+	33, // [33:55] is the sub-list for method input_type
+	33, // [33:33] is the sub-list for extension type_name
+	33, // [33:33] is the sub-list for extension extendee
+	0,  // [0:33] is the sub-list for field type_name
 }
 
 func init() { file_mcias_plugin_storage_v1_storage_proto_init() }
@@ -2743,7 +2880,7 @@ func file_mcias_plugin_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_plugin_storage_v1_storage_proto_rawDesc), len(file_mcias_plugin_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   46,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -49,6 +49,7 @@ const (
 	Storage_ListEvents_FullMethodName           = "/mcias.plugin.storage.v1.Storage/ListEvents"
 	Storage_ReadEvents_FullMethodName           = "/mcias.plugin.storage.v1.Storage/ReadEvents"
 	Storage_WatchChanges_FullMethodName         = "/mcias.plugin.storage.v1.Storage/WatchChanges"
+	Storage_TakeLoginAttempt_FullMethodName     = "/mcias.plugin.storage.v1.Storage/TakeLoginAttempt"
 )
 
 // StorageClient is the client API for Storage service.
@@ -88,6 +89,10 @@ type StorageClient interface {
 	// once the watch is established. UNIMPLEMENTED when the backend has no
 	// feed (and from plugins built before this RPC existed).
 	WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangeNotice], error)
+	// LoginLimiter (optional): one atomic take from a shared token bucket.
+	// UNIMPLEMENTED when the backend has none (and from plugins built before
+	// this RPC existed).
+	TakeLoginAttempt(ctx context.Context, in *TakeLoginAttemptRequest, opts ...grpc.CallOption) (*TakeLoginAttemptResponse, error)
 }
 
 type storageClient struct {
@@ -317,6 +322,16 @@ func (c *storageClient) WatchChanges(ctx context.Context, in *WatchChangesReques
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_WatchChangesClient = grpc.ServerStreamingClient[ChangeNotice]
 
+func (c *storageClient) TakeLoginAttempt(ctx context.Context, in *TakeLoginAttemptRequest, opts ...grpc.CallOption) (*TakeLoginAttemptResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TakeLoginAttemptResponse)
+	err := c.cc.Invoke(ctx, Storage_TakeLoginAttempt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // StorageServer is the server API for Storage service.
 // All implementations must embed UnimplementedStorageServer
 // for forward compatibility.
@@ -354,6 +369,10 @@ type StorageServer interface {
 	// once the watch is established. UNIMPLEMENTED when the backend has no
 	// feed (and from plugins built before this RPC existed).
 	WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error
+	// LoginLimiter (optional): one atomic take from a shared token bucket.
+	// UNIMPLEMENTED when the backend has none (and from plugins built before
+	// this RPC existed).
+	TakeLoginAttempt(context.Context, *TakeLoginAttemptRequest) (*TakeLoginAttemptResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -426,6 +445,9 @@ func (UnimplementedStorageServer) ReadEvents(context.Context, *ReadEventsRequest
 }
 func (UnimplementedStorageServer) WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error {
 	return status.Error(codes.Unimplemented, "method WatchChanges not implemented")
+}
+func (UnimplementedStorageServer) TakeLoginAttempt(context.Context, *TakeLoginAttemptRequest) (*TakeLoginAttemptResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TakeLoginAttempt not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -819,6 +841,24 @@ func _Storage_WatchChanges_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Storage_WatchChangesServer = grpc.ServerStreamingServer[ChangeNotice]
 
+func _Storage_TakeLoginAttempt_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TakeLoginAttemptRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).TakeLoginAttempt(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_TakeLoginAttempt_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).TakeLoginAttempt(ctx, req.(*TakeLoginAttemptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Storage_ServiceDesc is the grpc.ServiceDesc for Storage service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -905,6 +945,10 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadEvents",
 			Handler:    _Storage_ReadEvents_Handler,
+		},
+		{
+			MethodName: "TakeLoginAttempt",
+			Handler:    _Storage_TakeLoginAttempt_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
