@@ -9,8 +9,10 @@ import (
 	"mime"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 )
@@ -74,14 +76,25 @@ func decode(c *gin.Context, dst any, optional bool) bool {
 // key that is not exactly a field name of dst. body is known to be one
 // well-formed JSON value. It returns "" or the sentence to answer with.
 func checkKeys(body []byte, dst any) string {
-	names := map[string]bool{}
-	if t := reflect.TypeOf(dst); t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
-		for f := range t.Elem().Fields() {
-			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
-				names[name] = true
+	names := fieldNames(dst)
+	if keys, ok := flatKeys(body); ok {
+		// The common case (every request body of the API is a flat
+		// object): checked without a second full JSON decode.
+		for i, k := range keys {
+			if slices.Contains(keys[:i], k) {
+				return "duplicate field " + quoteKey(k)
+			}
+			if !names[k] {
+				return "unknown field " + quoteKey(k) + " (field names are case-sensitive)"
 			}
 		}
+		return ""
 	}
+	return checkKeysSlow(body, names)
+}
+
+// checkKeysSlow is checkKeys for any JSON value, token by token.
+func checkKeysSlow(body []byte, names map[string]bool) string {
 	type frame struct {
 		keys      map[string]bool // nil for an array
 		expectKey bool
@@ -99,15 +112,11 @@ func checkKeys(body []byte, dst any) string {
 		}
 		if top != nil && top.keys != nil && top.expectKey && tok != json.Delim('}') {
 			key, _ := tok.(string)
-			show := strconv.Quote(key)
-			if len(show) > 66 {
-				show = "with a long name"
-			}
 			if top.keys[key] {
-				return "duplicate field " + show
+				return "duplicate field " + quoteKey(key)
 			}
 			if len(stack) == 1 && !names[key] {
-				return "unknown field " + show + " (field names are case-sensitive)"
+				return "unknown field " + quoteKey(key) + " (field names are case-sensitive)"
 			}
 			top.keys[key] = true
 			top.expectKey = false
@@ -128,6 +137,108 @@ func checkKeys(body []byte, dst any) string {
 			if p := stack[len(stack)-1]; p.keys != nil {
 				p.expectKey = true
 			}
+		}
+	}
+}
+
+func quoteKey(key string) string {
+	if show := strconv.Quote(key); len(show) <= 66 {
+		return show
+	}
+	return "with a long name"
+}
+
+// fieldNames returns the JSON field names of the struct dst points to,
+// computed once per type.
+func fieldNames(dst any) map[string]bool {
+	t := reflect.TypeOf(dst)
+	if v, ok := fieldNameCache.Load(t); ok {
+		return v.(map[string]bool)
+	}
+	names := map[string]bool{}
+	if t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		for f := range t.Elem().Fields() {
+			if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+				names[name] = true
+			}
+		}
+	}
+	fieldNameCache.Store(t, names)
+	return names
+}
+
+var fieldNameCache sync.Map // reflect.Type -> map[string]bool
+
+// flatKeys returns the keys of body, in order, when body is a flat JSON
+// object: scalar values only and no backslash anywhere, so every key is
+// its raw bytes. Anything else (nesting, escapes) reports !ok and is left
+// to the full check. body is known to be well-formed JSON.
+func flatKeys(body []byte) (keys []string, ok bool) {
+	if bytes.IndexByte(body, '\\') >= 0 {
+		return nil, false
+	}
+	i := 0
+	ws := func() {
+		for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+			i++
+		}
+	}
+	str := func() (string, bool) { // at an opening quote
+		end := bytes.IndexByte(body[i+1:], '"')
+		if end < 0 {
+			return "", false
+		}
+		s := string(body[i+1 : i+1+end])
+		i += end + 2
+		return s, true
+	}
+	ws()
+	if i >= len(body) || body[i] != '{' {
+		return nil, false
+	}
+	i++
+	for {
+		ws()
+		if i < len(body) && body[i] == '}' && len(keys) == 0 {
+			return keys, true
+		}
+		if i >= len(body) || body[i] != '"' {
+			return nil, false
+		}
+		k, ok := str()
+		if !ok {
+			return nil, false
+		}
+		keys = append(keys, k)
+		ws()
+		if i >= len(body) || body[i] != ':' {
+			return nil, false
+		}
+		i++
+		ws()
+		switch {
+		case i >= len(body), body[i] == '{', body[i] == '[':
+			return nil, false
+		case body[i] == '"':
+			if _, ok := str(); !ok {
+				return nil, false
+			}
+		default:
+			for i < len(body) && !strings.ContainsRune(",} \t\n\r", rune(body[i])) {
+				i++
+			}
+		}
+		ws()
+		if i >= len(body) {
+			return nil, false
+		}
+		switch body[i] {
+		case ',':
+			i++
+		case '}':
+			return keys, true
+		default:
+			return nil, false
 		}
 	}
 }
