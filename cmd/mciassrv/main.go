@@ -173,12 +173,16 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 	}
 
 	// One limiter for both transports: a client gets one budget of
-	// password attempts per IP, whichever API it uses. When the store
-	// keeps the buckets (storage.LoginLimiter), every node on it shares
-	// that budget; otherwise it lives in this process.
+	// password attempts per IP, whichever API it uses. On a store that
+	// several nodes share (it offers the change feed, as PostgreSQL does)
+	// and that keeps buckets (storage.LoginLimiter), every node shares
+	// that budget. Otherwise (SQLite: one node) it lives in this process,
+	// which spares every password attempt a write transaction.
 	limiter := frontend.NewLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst)
-	if shared, ok := store.(storage.LoginLimiter); ok {
-		limiter = frontend.NewSharedLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst, shared)
+	if _, multiNode := store.(storage.ChangeFeed); multiNode {
+		if shared, ok := store.(storage.LoginLimiter); ok {
+			limiter = frontend.NewSharedLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst, shared)
+		}
 	}
 	api, err := rest.New(svc, rest.Config{
 		TrustedProxies: cfg.Server.TrustedProxies,
