@@ -36,13 +36,10 @@ import (
 func StorageOverGRPC(ctx context.Context, f storage.Factory, uri string, logger *slog.Logger) (storage.Store, func(), error) {
 	srv := newStorageServer(f, orDiscard(logger))
 	cli := &storageClient{}
-	stop, err := overGRPC(func(s *grpc.Server) { storagev1.RegisterStorageServer(s, srv) },
-		func(c *grpc.ClientConn) { cli.c = storagev1.NewStorageClient(c) }, srv.store.close)
+	stop, err := overGRPC(ctx, func(s *grpc.Server) { storagev1.RegisterStorageServer(s, srv) },
+		func(c *grpc.ClientConn) { cli.c = storagev1.NewStorageClient(c) }, srv.store.close,
+		func(ctx context.Context) error { return cli.open(ctx, uri) })
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := cli.open(ctx, uri); err != nil {
-		stop()
 		return nil, nil, err
 	}
 	return cli, stop, nil
@@ -53,13 +50,10 @@ func StorageOverGRPC(ctx context.Context, f storage.Factory, uri string, logger 
 func CustodyOverGRPC(ctx context.Context, f custody.Factory, uri string, logger *slog.Logger) (custody.Custodian, func(), error) {
 	srv := newCustodyServer(f, orDiscard(logger))
 	cli := &custodyClient{}
-	stop, err := overGRPC(func(s *grpc.Server) { custodyv1.RegisterCustodianServer(s, srv) },
-		func(c *grpc.ClientConn) { cli.c = custodyv1.NewCustodianClient(c) }, srv.cust.close)
+	stop, err := overGRPC(ctx, func(s *grpc.Server) { custodyv1.RegisterCustodianServer(s, srv) },
+		func(c *grpc.ClientConn) { cli.c = custodyv1.NewCustodianClient(c) }, srv.cust.close,
+		func(ctx context.Context) error { return cli.open(ctx, uri) })
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := cli.open(ctx, uri); err != nil {
-		stop()
 		return nil, nil, err
 	}
 	return cli, stop, nil
@@ -70,13 +64,10 @@ func CustodyOverGRPC(ctx context.Context, f custody.Factory, uri string, logger 
 func AuditOverGRPC(ctx context.Context, f audit.Factory, uri string, logger *slog.Logger) (audit.Sink, func(), error) {
 	srv := newAuditServer(f, orDiscard(logger))
 	cli := &auditClient{}
-	stop, err := overGRPC(func(s *grpc.Server) { auditv1.RegisterAuditSinkServer(s, srv) },
-		func(c *grpc.ClientConn) { cli.c = auditv1.NewAuditSinkClient(c) }, srv.sink.close)
+	stop, err := overGRPC(ctx, func(s *grpc.Server) { auditv1.RegisterAuditSinkServer(s, srv) },
+		func(c *grpc.ClientConn) { cli.c = auditv1.NewAuditSinkClient(c) }, srv.sink.close,
+		func(ctx context.Context) error { return cli.open(ctx, uri) })
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := cli.open(ctx, uri); err != nil {
-		stop()
 		return nil, nil, err
 	}
 	return cli, stop, nil
@@ -89,9 +80,25 @@ func orDiscard(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// overGRPC starts a gRPC server with register on a private Unix socket
-// and connects a client to it.
-func overGRPC(register func(*grpc.Server), connect func(*grpc.ClientConn), closeBackend func(context.Context) error) (func(), error) {
+// overGRPC starts a gRPC server with register on a private Unix socket,
+// connects a client to it, and opens the backend through the client shim
+// with open; if that fails, everything is torn down again.
+func overGRPC(ctx context.Context, register func(*grpc.Server), connect func(*grpc.ClientConn),
+	closeBackend func(context.Context) error, open func(context.Context) error) (func(), error) {
+	stop, err := serveOverGRPC(register, connect, closeBackend)
+	if err != nil {
+		return nil, err
+	}
+	if err := open(ctx); err != nil {
+		stop()
+		return nil, err
+	}
+	return stop, nil
+}
+
+// serveOverGRPC starts a gRPC server with register on a private Unix
+// socket and connects a client to it.
+func serveOverGRPC(register func(*grpc.Server), connect func(*grpc.ClientConn), closeBackend func(context.Context) error) (func(), error) {
 	dir, err := os.MkdirTemp("", "mcias-plugin-")
 	if err != nil {
 		return nil, fmt.Errorf("plugin over grpc: socket directory: %w: %w", sdk.ErrUnavailable, err)

@@ -38,7 +38,7 @@ func (lyingStorage) GetPGCreds(context.Context, *storagev1.GetPGCredsRequest) (*
 // would otherwise pass for a token that is not revoked.
 func TestMalformedAnswersAreErrors(t *testing.T) {
 	cli := &storageClient{}
-	stop, err := overGRPC(func(s *grpc.Server) { storagev1.RegisterStorageServer(s, lyingStorage{}) },
+	stop, err := serveOverGRPC(func(s *grpc.Server) { storagev1.RegisterStorageServer(s, lyingStorage{}) },
 		func(c *grpc.ClientConn) { cli.c = storagev1.NewStorageClient(c) },
 		func(context.Context) error { return nil })
 	if err != nil {
