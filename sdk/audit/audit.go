@@ -38,6 +38,9 @@ const (
 	KeyRotation    Type = "key_rotation"
 	PluginStart    Type = "plugin_start"
 	PluginCrash    Type = "plugin_crash"
+	// Checkpoint records a signed statement of the chain head; see
+	// CheckpointMessage.
+	Checkpoint Type = "audit_checkpoint"
 )
 
 // Outcome of an audited act.
@@ -66,6 +69,13 @@ type Event struct {
 	// Details holds non-secret context (reason codes, changed fields,
 	// jti, role lists).
 	Details map[string]string
+	// PrevHash and Hash link the event into the tamper-evident chain:
+	// Hash = ChainHash(PrevHash, event) and PrevHash is the Hash of the
+	// event with the next lower Seq (GenesisHash for the first). Storage
+	// sets both when it stores the event, in the same transaction; they
+	// are nil before.
+	PrevHash []byte
+	Hash     []byte
 }
 
 // Info describes a sink.
