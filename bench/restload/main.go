@@ -36,6 +36,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 // Hidden modes: the program re-executes itself to run the ceilings in
@@ -101,14 +103,14 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	procs := &children{log: stderr}
+	procs := &loadkit.Children{Log: stderr}
 	// Stop the children on every way out: normal return, error, panic in
 	// this goroutine. Signals cancel ctx, which makes run return. A panic
 	// elsewhere kills the process; the children then get SIGKILL from
 	// the kernel (Pdeathsig, Linux).
 	defer func() {
 		r := recover()
-		procs.stopAll()
+		procs.StopAll()
 		if r != nil {
 			panic(r)
 		}
@@ -120,7 +122,7 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 			err = fmt.Errorf("interrupted: %w", err)
 		}
 		fmt.Fprintln(stderr, "restload:", err)
-		procs.dumpLogs(stderr)
+		procs.DumpLogs(stderr)
 		return 1
 	}
 	writeReport(stdout, o, res)
@@ -129,19 +131,19 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 
 // results is everything the report needs.
 type results struct {
-	machine     machine
+	machine     loadkit.Machine
 	argon       argonParams
-	bareRounds  []loadResult
-	mciasRound  []loadResult
+	bareRounds  []loadkit.Result
+	mciasRound  []loadkit.Result
 	loginSeq    []time.Duration
 	hashSeq     []time.Duration
-	loginRounds []loadResult
+	loginRounds []loadkit.Result
 	loginConc   int
 	hashRounds  []hashSatResult
 }
 
-func run(ctx context.Context, o options, procs *children, log io.Writer) (*results, error) {
-	res := &results{machine: describeMachine()}
+func run(ctx context.Context, o options, procs *loadkit.Children, log io.Writer) (*results, error) {
+	res := &results{machine: loadkit.DescribeMachine()}
 
 	inst, err := startInstance(ctx, o, procs, log)
 	if err != nil {
@@ -159,7 +161,7 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 	for r := 1; r <= o.rounds; r++ {
 		for _, t := range []struct {
 			name, url string
-			dst       *[]loadResult
+			dst       *[]loadkit.Result
 		}{
 			{"bare", bare.url, &res.bareRounds},
 			{"mcias", inst.url, &res.mciasRound},
@@ -178,12 +180,12 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 			if err != nil {
 				return nil, fmt.Errorf("validate (%s, round %d): %w", t.name, r, err)
 			}
-			fmt.Fprintf(log, "  %.0f req/s, p50 %s, p99 %s\n", lr.rate(), fmtDur(lr.pct(0.50)), fmtDur(lr.pct(0.99)))
+			fmt.Fprintf(log, "  %.0f req/s, p50 %s, p99 %s\n", lr.Rate(), loadkit.FmtDur(lr.Pct(0.50)), loadkit.FmtDur(lr.Pct(0.99)))
 			*t.dst = append(*t.dst, lr)
 		}
 	}
 	// The ceiling is not needed any more; free its core share.
-	procs.stop(bare.proc)
+	procs.Stop(bare.proc)
 
 	// 2a. Login latency, sequential.
 	loginBody := inst.loginBody()
@@ -213,7 +215,7 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 			return nil, fmt.Errorf("login saturation: %w", err)
 		}
 		res.loginRounds = append(res.loginRounds, sat)
-		fmt.Fprintf(log, "  %.1f logins/s, p50 %s, p99 %s\n", sat.rate(), fmtDur(sat.pct(0.5)), fmtDur(sat.pct(0.99)))
+		fmt.Fprintf(log, "  %.1f logins/s, p50 %s, p99 %s\n", sat.Rate(), loadkit.FmtDur(sat.Pct(0.5)), loadkit.FmtDur(sat.Pct(0.99)))
 
 		// 2c. The Argon2id ceiling, in its own process, while the
 		// server sits idle.
@@ -225,7 +227,7 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 		}
 		res.hashSeq = append(res.hashSeq, hr.seq()...)
 		res.hashRounds = append(res.hashRounds, hr.Sat)
-		fmt.Fprintf(log, "  one hash p50 %s; %.1f hashes/s\n", fmtDur(pct(hr.seq(), 0.5)), hr.Sat.rate())
+		fmt.Fprintf(log, "  one hash p50 %s; %.1f hashes/s\n", loadkit.FmtDur(loadkit.Pct(hr.seq(), 0.5)), hr.Sat.rate())
 	}
 	slices.Sort(res.hashSeq)
 	return res, nil
