@@ -50,8 +50,9 @@ func (i *instance) loginBody() []byte {
 }
 
 // startInstance runs `mciassrv init`, rewrites the limits and log level in
-// its config, serves it, waits for /v1/ready, and logs in.
-func startInstance(ctx context.Context, o options, procs *loadkit.Children, log io.Writer) (*instance, error) {
+// its config (then edit, when not nil, rewrites it further), serves it,
+// waits for /v1/ready, and logs in.
+func startInstance(ctx context.Context, o options, procs *loadkit.Children, log io.Writer, edit func(dir, cfg string) string) (*instance, error) {
 	bin, dir, err := loadkit.Workdir(procs, o.bin, "restload-", o.keep, log)
 	if err != nil {
 		return nil, err
@@ -88,6 +89,9 @@ func startInstance(ctx context.Context, o options, procs *loadkit.Children, log 
 		tables = append(tables, tomlTable{"plugins", []tomlKV{{"builtins", `"subprocess"`}}})
 	}
 	cfg := setTOML(string(raw), tables)
+	if edit != nil {
+		cfg = edit(dir, cfg)
+	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

@@ -24,6 +24,8 @@ type driveSpec struct {
 	warmup   time.Duration
 	duration time.Duration
 	tls      *tls.Config
+	// bearer, when set, is sent as the Authorization header.
+	bearer string
 }
 
 // newClient is one keep-alive HTTP/1.1 connection.
@@ -44,12 +46,15 @@ func newClient(cfg *tls.Config) *http.Client {
 }
 
 // post sends one request and checks the answer.
-func post(ctx context.Context, c *http.Client, url string, body []byte, check func(int, []byte) error, buf *bytes.Buffer) error {
+func post(ctx context.Context, c *http.Client, url, bearer string, body []byte, check func(int, []byte) error, buf *bytes.Buffer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return err
@@ -73,7 +78,7 @@ func drive(ctx context.Context, spec driveSpec) (loadkit.Result, error) {
 			c := newClient(spec.tls)
 			var buf bytes.Buffer
 			return func(ctx context.Context) error {
-				return post(ctx, c, spec.url, spec.body, spec.check, &buf)
+				return post(ctx, c, spec.url, spec.bearer, spec.body, spec.check, &buf)
 			}, c.CloseIdleConnections, nil
 		})
 }
@@ -84,13 +89,13 @@ func sequential(ctx context.Context, url string, body []byte, check func(int, []
 	c := newClient(cfg)
 	defer c.CloseIdleConnections()
 	var buf bytes.Buffer
-	if err := post(ctx, c, url, body, check, &buf); err != nil {
+	if err := post(ctx, c, url, "", body, check, &buf); err != nil {
 		return nil, err
 	}
 	out := make([]time.Duration, 0, n)
 	for range n {
 		t0 := time.Now()
-		if err := post(ctx, c, url, body, check, &buf); err != nil {
+		if err := post(ctx, c, url, "", body, check, &buf); err != nil {
 			return nil, err
 		}
 		out = append(out, time.Since(t0))

@@ -58,6 +58,8 @@ type options struct {
 	// plugins runs every backend as a subprocess plugin
 	// (plugins.builtins = "subprocess", binaries from bin/plugins).
 	plugins bool
+	// sinks runs the audit-sink comparison instead of the ceilings.
+	sinks bool
 	// storage replaces the instance's SQLite URI (a postgres:// URI for
 	// the Postgres comparison); empty keeps SQLite.
 	storage string
@@ -87,9 +89,10 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.logins, "logins", 20, "sequential logins (and sequential bare hashes) for the latency comparison")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary instance directory")
 	fs.BoolVar(&o.plugins, "plugins", false, "run every backend as a subprocess plugin (BIN/plugins, make build)")
+	fs.BoolVar(&o.sinks, "sinks", false, "instead of the ceilings: login and token-issue throughput with two audit sinks attached against none")
 	fs.StringVar(&o.storage, "storage", "", "storage URI to run on instead of the instance's SQLite file (postgres://..., an empty database)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-storage URI] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
+		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-sinks] [-storage URI] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -116,6 +119,16 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 		}
 	}()
 
+	if o.sinks {
+		res, err := runAudit(ctx, o, procs, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "restload:", err)
+			procs.DumpLogs(stderr)
+			return 1
+		}
+		writeAuditReport(stdout, o, res)
+		return 0
+	}
 	res, err := run(ctx, o, procs, stderr)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
@@ -145,7 +158,7 @@ type results struct {
 func run(ctx context.Context, o options, procs *loadkit.Children, log io.Writer) (*results, error) {
 	res := &results{machine: loadkit.DescribeMachine()}
 
-	inst, err := startInstance(ctx, o, procs, log)
+	inst, err := startInstance(ctx, o, procs, log, nil)
 	if err != nil {
 		return nil, err
 	}
