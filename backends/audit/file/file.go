@@ -7,6 +7,14 @@
 // with mode 0600 and opened O_APPEND; each Deliver writes its batch with
 // one write and fsyncs before returning, so a nil error means the events
 // are on disk. actor_id and account_id are omitted when empty.
+//
+// Rotation: the sink keeps its file open, so after logrotate (or anyone)
+// renames it, events keep landing in the renamed file until Reopen is
+// called; Reopen then opens the path afresh (creating it) and later
+// events go there, none lost between the two files. The sink installs no
+// signal handler itself: mciassrv calls Reopen on every sink that has one
+// when it receives SIGHUP, and a plugin process does the same for its own
+// sink (sdk/plugin). copytruncate rotation needs no Reopen (O_APPEND).
 package file
 
 import (
@@ -85,7 +93,10 @@ type Sink struct {
 	next int
 }
 
-var _ audit.Sink = (*Sink)(nil)
+var (
+	_ audit.Sink     = (*Sink)(nil)
+	_ audit.Reopener = (*Sink)(nil)
+)
 
 func parseURI(uri string) (string, error) {
 	u, err := url.Parse(uri)
@@ -121,39 +132,74 @@ func Open(ctx context.Context, uri string, logger *slog.Logger) (audit.Sink, err
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, torn, err := openFile(path, logger)
 	if err != nil {
-		return nil, fmt.Errorf("file audit: open %s: %w: %w", path, sdk.ErrUnavailable, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("file audit: stat %s: %w: %w", path, sdk.ErrUnavailable, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("file audit: %s is not a regular file: %w", path, sdk.ErrInvalidArgument)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		f.Close()
-		return nil, fmt.Errorf("file audit: %s has mode %#o; it must be 0600 or stricter (chmod 600 %s): %w", path, perm, path, sdk.ErrInvalidArgument)
-	}
-	torn, err := endsTorn(path, st.Size())
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if torn {
-		logger.Warn("file audit: file ends in a partial line; starting a new line", "path", path)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return &Sink{
 		path: path, logger: logger, f: f, torn: torn,
 		seen: make(map[string]struct{}, recentIDs), ring: make([]string, recentIDs),
 	}, nil
+}
+
+// openFile opens path for appending, creating it 0600, and reports
+// whether it ends in a partial line.
+func openFile(path string, logger *slog.Logger) (*os.File, bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("file audit: open %s: %w: %w", path, sdk.ErrUnavailable, err)
+	}
+	fail := func(err error) (*os.File, bool, error) {
+		f.Close()
+		return nil, false, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("file audit: stat %s: %w: %w", path, sdk.ErrUnavailable, err))
+	}
+	if !st.Mode().IsRegular() {
+		return fail(fmt.Errorf("file audit: %s is not a regular file: %w", path, sdk.ErrInvalidArgument))
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fail(fmt.Errorf("file audit: %s has mode %#o; it must be 0600 or stricter (chmod 600 %s): %w", path, perm, path, sdk.ErrInvalidArgument))
+	}
+	torn, err := endsTorn(path, st.Size())
+	if err != nil {
+		return fail(err)
+	}
+	if torn {
+		logger.Warn("file audit: file ends in a partial line; starting a new line", "path", path)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fail(err)
+	}
+	return f, torn, nil
+}
+
+// Reopen implements audit.Reopener: it opens the sink's path afresh (a
+// new file when the old one was renamed away) and sends later batches
+// there. It waits for a Deliver in progress, so every event is in
+// exactly one of the two files. On error the sink keeps writing to the
+// file it had, so nothing is lost, and the error says why.
+func (s *Sink) Reopen(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("file audit: reopen: sink is closed: %w", sdk.ErrUnavailable)
+	}
+	f, torn, err := openFile(s.path, s.logger)
+	if err != nil {
+		return err
+	}
+	old := s.f
+	s.f, s.torn = f, torn
+	// Every accepted batch was fsynced already; close errors cannot lose
+	// an event, but say so.
+	if err := old.Close(); err != nil {
+		s.logger.Warn("file audit: close the previous file", "path", s.path, "error", err)
+	}
+	s.logger.Info("file audit: reopened", "path", s.path)
+	return nil
 }
 
 // endsTorn reports whether a non-empty file does not end in a newline.
