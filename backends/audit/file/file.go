@@ -1,7 +1,7 @@
 // Package file is the builtin audit sink that appends events to a local
-// JSON Lines file, one object per line:
-//
-//	{"id":..,"seq":..,"time":..,"type":..,"actor_id":..,"account_id":..,"ip":..,"request_id":..,"outcome":..,"details":{..}}
+// JSON Lines file, one audit.Record per line. JSON escapes every control
+// character (newlines, NUL) and U+2028/U+2029, so attacker text in an
+// event can never end a line or start a second record.
 //
 // URI: file:///abs/path.jsonl or file:rel/path.jsonl. The file is created
 // with mode 0600 and opened O_APPEND; each Deliver writes its batch with
@@ -29,7 +29,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
@@ -43,39 +42,8 @@ const Name = "file"
 // so this only needs to cover a few batches.
 const recentIDs = 4096
 
-// Record is the JSON form of one line.
-type Record struct {
-	ID        string            `json:"id"`
-	Seq       int64             `json:"seq"`
-	Time      time.Time         `json:"time"`
-	Type      audit.Type        `json:"type"`
-	ActorID   string            `json:"actor_id,omitempty"`
-	AccountID string            `json:"account_id,omitempty"`
-	IP        string            `json:"ip"`
-	RequestID string            `json:"request_id"`
-	Outcome   audit.Outcome     `json:"outcome"`
-	Details   map[string]string `json:"details"`
-}
-
-// FromEvent converts an event to its line form.
-func FromEvent(e audit.Event) Record {
-	d := e.Details
-	if d == nil {
-		d = map[string]string{}
-	}
-	return Record{
-		ID: e.ID, Seq: e.Seq, Time: e.Time.UTC(), Type: e.Type, ActorID: e.ActorID,
-		AccountID: e.AccountID, IP: e.IP, RequestID: e.RequestID, Outcome: e.Outcome, Details: d,
-	}
-}
-
-// Event converts a line back to an event.
-func (r Record) Event() audit.Event {
-	return audit.Event{
-		ID: r.ID, Seq: r.Seq, Time: r.Time, Type: r.Type, ActorID: r.ActorID,
-		AccountID: r.AccountID, IP: r.IP, RequestID: r.RequestID, Outcome: r.Outcome, Details: r.Details,
-	}
-}
+// Record is the JSON form of one line (audit.Record).
+type Record = audit.Record
 
 // Sink appends events to a file. It is safe for concurrent use.
 type Sink struct {
@@ -270,7 +238,7 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 			}
 			batch[e.ID] = struct{}{}
 		}
-		if err := enc.Encode(FromEvent(e)); err != nil { // Encode ends each record with '\n'
+		if err := enc.Encode(audit.NewRecord(e)); err != nil { // Encode ends each record with '\n'
 			return fmt.Errorf("file audit: encode event %s: %w", e.ID, sdk.ErrInvalidArgument)
 		}
 		ids = append(ids, e.ID)
