@@ -7,7 +7,6 @@
 package rsyslogtest
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -182,7 +182,8 @@ func (d *Daemon) Stop() {
 	}
 }
 
-// Lines returns every complete line of the output file so far.
+// Lines returns every complete line of the output file so far (a line
+// rsyslog is still writing is left for the next call).
 func (d *Daemon) Lines() []string {
 	d.t.Helper()
 	raw, err := os.ReadFile(d.Output)
@@ -192,13 +193,8 @@ func (d *Daemon) Lines() []string {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	var out []string
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		out = append(out, sc.Text())
-	}
-	return out
+	lines := strings.Split(string(raw), "\n")
+	return lines[:len(lines)-1]
 }
 
 // SettledLines waits until the output file stops growing (rsyslog writes
