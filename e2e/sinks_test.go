@@ -402,14 +402,23 @@ func TestSinkOutages(t *testing.T) {
 		t.Parallel()
 		d := rsyslogtest.Start(t)
 		dir := newInstance(t)
+		// As a plugin too: builtins = "subprocess" runs syslog+tcp in the
+		// catalog plugin "syslog" that init listed.
+		subprocessMode(t, dir)
 		replaceFileSink(t, dir, "syslog+tcp://"+d.TCPAddr+"?facility=auth")
 		s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
 		read := func() []string { return eventIDs(rsyslogtest.Events(t, d.Lines())) }
+		var atStop int
 		outage(t, s, dir, read, time.Minute, func() {
 			if err := d.Signal(syscall.SIGSTOP); err != nil {
 				t.Fatal(err)
 			}
+			atStop = len(d.Lines())
 		}, func() {
+			// The daemon really was stopped: it wrote nothing meanwhile.
+			if n := len(d.Lines()); n != atStop {
+				t.Errorf("rsyslog wrote %d messages while stopped", n-atStop)
+			}
 			if err := d.Signal(syscall.SIGCONT); err != nil {
 				t.Fatal(err)
 			}

@@ -185,8 +185,8 @@ func (s *Sink) Info(context.Context) (audit.Info, error) {
 	return audit.Info{Name: Name}, nil
 }
 
-// Message formats one event as an RFC 5424 message (without framing).
-func (s *Sink) Message(e audit.Event) ([]byte, error) {
+// message formats one event as an RFC 5424 message (without framing).
+func (s *Sink) message(e audit.Event) ([]byte, error) {
 	sev := sevInfo
 	if e.Outcome != audit.Success {
 		sev = sevWarning
@@ -262,7 +262,7 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 	}
 	msgs := make([][]byte, 0, len(events))
 	for _, e := range events {
-		m, err := s.Message(e)
+		m, err := s.message(e)
 		if err != nil {
 			return err
 		}
