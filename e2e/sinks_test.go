@@ -20,11 +20,18 @@ import (
 	"github.com/metacircular/mcias/sdk/audit"
 )
 
-// storedIDs returns the IDs of every event in /v1/audit, oldest first
-// (storage order).
-func storedIDs(t *testing.T, c *http.Client, base, admin string) []string {
+// storedEvent is what the tests read of an event in /v1/audit.
+type storedEvent struct {
+	ID        string `json:"id"`
+	Type      string `json:"type"`
+	AccountID string `json:"account_id"`
+}
+
+// storedEvents returns every event in /v1/audit, oldest first (storage
+// order).
+func storedEvents(t *testing.T, c *http.Client, base, admin string) []storedEvent {
 	t.Helper()
-	var ids []string
+	var evs []storedEvent
 	cursor := ""
 	for {
 		url := base + "/v1/audit?limit=500"
@@ -38,25 +45,32 @@ func storedIDs(t *testing.T, c *http.Client, base, admin string) []string {
 			t.Fatal(err)
 		}
 		var page struct {
-			Events []struct {
-				ID string `json:"id"`
-			} `json:"events"`
-			NextCursor string `json:"next_cursor"`
+			Events     []storedEvent `json:"events"`
+			NextCursor string        `json:"next_cursor"`
 		}
 		err = json.NewDecoder(resp.Body).Decode(&page)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("GET /v1/audit: %d %v", resp.StatusCode, err)
 		}
-		for _, ev := range page.Events {
-			ids = append(ids, ev.ID)
-		}
+		evs = append(evs, page.Events...)
 		if page.NextCursor == "" {
 			break
 		}
 		cursor = page.NextCursor
 	}
-	slices.Reverse(ids) // the API lists newest first
+	slices.Reverse(evs) // the API lists newest first
+	return evs
+}
+
+// storedIDs returns the IDs of every event in /v1/audit, in storage order.
+func storedIDs(t *testing.T, c *http.Client, base, admin string) []string {
+	t.Helper()
+	evs := storedEvents(t, c, base, admin)
+	ids := make([]string, len(evs))
+	for i, e := range evs {
+		ids[i] = e.ID
+	}
 	return ids
 }
 
