@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -593,5 +595,57 @@ func TestSinksEncodeAttackerText(t *testing.T) {
 				t.Errorf("%s: no pgcreds_write event with the exact text %q", name, v)
 			}
 		}
+	}
+}
+
+// TestWebhookReceiverExample runs examples/webhook-receiver, built as its
+// README says, behind the builtin webhook sink of a real server: it
+// verifies every batch and stores each stored event exactly once, in
+// storage order, across a server restart too.
+func TestWebhookReceiverExample(t *testing.T) {
+	bin, _ := buildExample(t, "webhook-receiver")
+	dir := newInstance(t)
+	uri := webhookURI(t, dir, "http://127.0.0.1:0") // writes run/webhook.key
+	keyFile := filepath.Join(dir, "run", "webhook.key")
+	out := filepath.Join(dir, "received.jsonl")
+	rlog := &syncBuffer{}
+	cmd := exec.Command(bin, "-listen", "127.0.0.1:0", "-secret-file", keyFile, "-out", out)
+	cmd.Stdout, cmd.Stderr = rlog, rlog
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addrRE := regexp.MustCompile(`webhook-receiver listening"? addr=(127\.0\.0\.1:\d+)`)
+	var addr string
+	for deadline := time.Now().Add(30 * time.Second); addr == ""; {
+		if m := addrRE.FindStringSubmatch(rlog.String()); m != nil {
+			addr = m[1]
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the receiver did not start:\n%s", rlog.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	uri = strings.Replace(uri, "127.0.0.1:0", addr, 1)
+	replaceFileSink(t, dir, uri)
+
+	for round := range 2 {
+		s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
+		c := client(t, dir, 0)
+		base := "https://" + s.addr
+		admin := login(t, c, base)
+		for range 5 {
+			login(t, c, base)
+		}
+		want := storedIDs(t, c, base, admin)
+		waitDelivered(t, fmt.Sprintf("round %d", round), want, func() []string { return jsonlIDs(t, out) }, 30*time.Second)
+		if got := jsonlIDs(t, out); len(got) != len(want) {
+			t.Fatalf("round %d: the receiver stored %d events for %d: it must drop repeats", round, len(got), len(want))
+		}
+		if err := s.stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if strings.Contains(rlog.String(), "refused a request") {
+		t.Errorf("the receiver refused a request of the server:\n%s", rlog.String())
 	}
 }
