@@ -440,6 +440,21 @@ func TestSinkOutages(t *testing.T) {
 			}
 		})
 	})
+	t.Run("case=rsyslog killed and restarted", func(t *testing.T) {
+		t.Parallel()
+		// Killed, the daemon loses what it had read but not written and
+		// what sat unread in its socket; the sink sends its recent
+		// messages again after reconnecting, so the file still gets all.
+		d := rsyslogtest.Start(t)
+		dir := newInstance(t)
+		replaceFileSink(t, dir, "syslog+tcp://"+d.TCPAddr)
+		s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
+		read := func() []string { return eventIDs(rsyslogtest.Events(t, d.Lines())) }
+		outage(t, s, dir, read, 10*time.Second, d.Kill, d.Restart)
+		if !strings.Contains(s.log.String(), "resending recent messages after a reconnect") {
+			t.Errorf("the sink did not resend after the daemon came back:\n%s", s.log.String())
+		}
+	})
 	t.Run("case=webhook answers 500", func(t *testing.T) {
 		t.Parallel()
 		r := webhooktest.NewReceiver(t, webhookSecret)
