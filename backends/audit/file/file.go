@@ -1,7 +1,7 @@
 // Package file is the builtin audit sink that appends events to a local
-// JSON Lines file, one audit.Record per line. JSON escapes every control
-// character (newlines, NUL) and U+2028/U+2029, so attacker text in an
-// event can never end a line or start a second record.
+// JSON Lines file, one audit.Record per line in pure ASCII
+// (audit.MarshalRecord), so attacker text in an event can never end a
+// line or start a second record.
 //
 // URI: file:///abs/path.jsonl or file:rel/path.jsonl. The file is created
 // with mode 0600 and opened O_APPEND; each Deliver writes its batch with
@@ -20,7 +20,6 @@ package file
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -226,8 +225,6 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 	}
 	var ids []string
 	batch := map[string]struct{}{}
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	for _, e := range events {
 		if e.ID != "" { // producers always set an ID; never merge events without one
 			if _, dup := s.seen[e.ID]; dup {
@@ -238,9 +235,12 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 			}
 			batch[e.ID] = struct{}{}
 		}
-		if err := enc.Encode(audit.NewRecord(e)); err != nil { // Encode ends each record with '\n'
+		line, err := audit.MarshalRecord(e)
+		if err != nil {
 			return fmt.Errorf("file audit: encode event %s: %w", e.ID, sdk.ErrInvalidArgument)
 		}
+		buf.Write(line)
+		buf.WriteByte('\n')
 		ids = append(ids, e.ID)
 	}
 	if len(ids) == 0 {

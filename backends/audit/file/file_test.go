@@ -311,3 +311,25 @@ func TestReopenFailureKeepsWriting(t *testing.T) {
 		t.Fatalf("Reopen after Close = %v", err)
 	}
 }
+
+// TestAttackerText: text meant to end a line or forge a record stays
+// inside its one line and decodes back exactly.
+func TestAttackerText(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	s := openPath(t, path)
+	defer s.Close(t.Context())
+	nasty := "x\n{\"id\":\"forged\",\"type\":\"login_success\"}\r\u2028\u2029\u0085\x00\"\\]"
+	e := audittest.Event(1)
+	e.IP, e.RequestID, e.Details = nasty, nasty, map[string]string{nasty: nasty}
+	if err := s.Deliver(t.Context(), []audit.Event{e, audittest.Event(2)}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	if n := bytes.Count(raw, []byte("\n")); n != 2 || bytes.ContainsAny(raw, "\r\x00\u2028\u2029\u0085") {
+		t.Fatalf("%d lines, or a raw line-breaking character:\n%q", n, raw)
+	}
+	got := readFile(t, path)
+	if len(got) != 2 || audittest.Equal(got[0], e) != "" {
+		t.Fatalf("read back %+v", got)
+	}
+}

@@ -16,8 +16,9 @@
 // PROCID the server's process ID, MSGID the event type, the structured
 // data the event ID and sequence number (RFC 5424 SD-PARAM escaping of
 // `"`, `\` and `]`), and MSG the event as one audit.Record JSON object
-// in pure ASCII (every other character \u-escaped, so no BOM is needed and
-// no control character, newline or U+2028 can reach the daemon raw). The
+// in pure ASCII (audit.MarshalRecord: every other character \u-escaped,
+// so no BOM is needed and no control character, newline or U+2028 can
+// reach the daemon raw). The
 // SD-ID uses 32473, the private enterprise number RFC 5612 sets aside for
 // documentation; MCIAS has none of its own.
 //
@@ -43,7 +44,6 @@ package syslog
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,7 +195,7 @@ func (s *Sink) message(e audit.Event) ([]byte, error) {
 	if !printASCII(msgID, 32) {
 		msgID = "-"
 	}
-	body, err := asciiJSON(audit.NewRecord(e))
+	body, err := audit.MarshalRecord(e)
 	if err != nil {
 		return nil, fmt.Errorf("syslog audit: encode event %s: %w", e.ID, sdk.ErrInvalidArgument)
 	}
@@ -229,29 +229,6 @@ func sdEscape(v string) string {
 		}
 	}
 	return b.String()
-}
-
-// asciiJSON encodes v as JSON with every non-ASCII character \u-escaped.
-// Outside strings JSON is ASCII, so escaping each such rune is valid.
-func asciiJSON(v any) ([]byte, error) {
-	raw, err := json.Marshal(v) // escapes control characters, U+2028 and U+2029
-	if err != nil {
-		return nil, err
-	}
-	out := make([]byte, 0, len(raw))
-	for len(raw) > 0 {
-		r, n := utf8.DecodeRune(raw)
-		if r < utf8.RuneSelf {
-			out = append(out, raw[0])
-		} else if r > 0xffff {
-			r -= 0x10000
-			out = fmt.Appendf(out, `\u%04x\u%04x`, 0xd800+(r>>10), 0xdc00+(r&0x3ff))
-		} else {
-			out = fmt.Appendf(out, `\u%04x`, r)
-		}
-		raw = raw[n:]
-	}
-	return out, nil
 }
 
 // Deliver implements audit.Sink: it sends one message per event, in

@@ -14,7 +14,8 @@
 // configuration or a log line. Under the plugin runtime, list the
 // variable in the catalog entry's env (the plugin sees nothing else).
 //
-// Body: {"events":[audit.Record, ...]} with Content-Type application/json.
+// Body: {"events":[audit.Record, ...]} with Content-Type application/json,
+// each event encoded by audit.MarshalRecord (so the body is pure ASCII).
 // Header (sdk/audit/webhooksig, which a receiver in Go uses to verify):
 //
 //	MCIAS-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
@@ -37,7 +38,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,11 +59,6 @@ const Name = "webhook"
 
 // MinSecretBytes is the shortest signing secret accepted.
 const MinSecretBytes = 32
-
-// Batch is the request body.
-type Batch struct {
-	Events []audit.Record `json:"events"`
-}
 
 // Sink posts batches to one endpoint.
 type Sink struct {
@@ -166,11 +161,7 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 	if len(events) == 0 {
 		return nil
 	}
-	b := Batch{Events: make([]audit.Record, len(events))}
-	for i, e := range events {
-		b.Events[i] = audit.NewRecord(e)
-	}
-	body, err := json.Marshal(b) // escapes control characters, U+2028 and U+2029
+	body, err := marshalBatch(events)
 	if err != nil {
 		return fmt.Errorf("webhook audit: deliver: %w: %v", sdk.ErrInvalidArgument, err)
 	}
@@ -194,6 +185,22 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 	default:
 		return fmt.Errorf("webhook audit: deliver %d events: %w: endpoint refused with %s (check its URL and the signing secret)", len(events), sdk.ErrPrecondition, resp.Status)
 	}
+}
+
+// marshalBatch encodes the request body.
+func marshalBatch(events []audit.Event) ([]byte, error) {
+	body := []byte(`{"events":[`)
+	for i, e := range events {
+		line, err := audit.MarshalRecord(e)
+		if err != nil {
+			return nil, err
+		}
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, line...)
+	}
+	return append(body, "]}"...), nil
 }
 
 // unwrapURL drops *url.Error's method and URL prefix, keeping the cause.

@@ -110,7 +110,7 @@ func TestAttackerText(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nasty := "x\n{\"type\":\"login_success\"}]}\u2028\u2029\x00\"\\"
+	nasty := "x\n{\"type\":\"login_success\"}]}\u2028\u2029\u0085\x00\"\\"
 	e := audittest.Event(1)
 	e.Details = map[string]string{"username": nasty}
 	if err := s.Deliver(t.Context(), []audit.Event{e}); err != nil {
@@ -120,7 +120,7 @@ func TestAttackerText(t *testing.T) {
 	if len(got) != 1 || got[0].Details["username"] != nasty {
 		t.Fatalf("received %+v", got)
 	}
-	if b := r.Bodies()[0]; strings.ContainsAny(b, "\n\x00\u2028\u2029") {
+	if b := r.Bodies()[0]; strings.ContainsAny(b, "\n\x00\u2028\u2029\u0085") {
 		t.Fatalf("raw control or separator characters in the body: %q", b)
 	}
 }

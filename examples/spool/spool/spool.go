@@ -20,7 +20,6 @@ package spool
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -91,11 +90,13 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 		return nil
 	}
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf) // escapes control characters, U+2028 and U+2029: one line per event
 	for _, e := range events {
-		if err := enc.Encode(audit.NewRecord(e)); err != nil {
+		line, err := audit.MarshalRecord(e) // pure ASCII: one line per event, whatever its text
+		if err != nil {
 			return fmt.Errorf("spool: encode event %s: %w", e.ID, sdk.ErrInvalidArgument)
 		}
+		buf.Write(line)
+		buf.WriteByte('\n')
 	}
 	fail := func(op string, err error) error {
 		return fmt.Errorf("spool: %s: %w: %w", op, sdk.ErrUnavailable, err)

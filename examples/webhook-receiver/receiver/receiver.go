@@ -100,7 +100,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf) // one line per event: JSON escapes every line break
 	var fresh []string
 	batch := map[string]bool{}
 	for _, e := range b.Events {
@@ -109,10 +108,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		batch[e.ID] = true
 		fresh = append(fresh, e.ID)
-		if err := enc.Encode(e); err != nil {
+		line, err := audit.MarshalRecord(e.Event()) // pure ASCII: one line per event, whatever its text
+		if err != nil {
 			http.Error(w, "bad event", http.StatusBadRequest)
 			return
 		}
+		buf.Write(line)
+		buf.WriteByte('\n')
 	}
 	if len(fresh) > 0 {
 		if _, err := h.out.Write(buf.Bytes()); err != nil {
