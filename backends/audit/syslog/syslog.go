@@ -18,9 +18,10 @@
 // `"`, `\` and `]`), and MSG the event as one audit.Record JSON object
 // in pure ASCII (audit.MarshalRecord: every other character \u-escaped,
 // so no BOM is needed and no control character, newline or U+2028 can
-// reach the daemon raw). The
-// SD-ID uses 32473, the private enterprise number RFC 5612 sets aside for
-// documentation; MCIAS has none of its own.
+// reach the daemon raw). The SD-ID uses 32473, the private enterprise
+// number RFC 5612 sets aside for documentation; MCIAS has none of its
+// own. The unix transport is datagram only (what /dev/log and rsyslog's
+// imuxsock speak); stream unix sockets are not supported.
 //
 // Delivery: Deliver returns nil once every message of the batch has been
 // written to the socket. That means the kernel accepted it, not that the
