@@ -39,7 +39,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	// The builtin plugins, as make build lays them out (bin/plugins).
-	for _, p := range []string{"sqlite", "postgres", "local", "file"} {
+	for _, p := range []string{"sqlite", "postgres", "local", "file", "syslog", "webhook"} {
 		build = exec.Command("go", "build", "-trimpath", "-buildvcs=false",
 			"-o", dir+"/plugins/mcias-plugin-"+p, "../plugins/"+p)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -258,42 +257,12 @@ func TestPluginKillUnderLoad(t *testing.T) {
 
 	// Every acknowledged change has its event in storage...
 	events := map[string]bool{} // account ids of account_create events
-	ids := map[string]bool{}    // every event id in storage
-	cursor := ""
-	for {
-		url := base + "/v1/audit?limit=500"
-		if cursor != "" {
-			url += "&cursor=" + cursor
+	var ids []string            // every event id in storage
+	for _, ev := range storedEvents(t, c, base, admin) {
+		ids = append(ids, ev.ID)
+		if ev.Type == "account_create" {
+			events[ev.AccountID] = true
 		}
-		req, _ := http.NewRequest("GET", url, nil)
-		req.Header.Set("Authorization", "Bearer "+admin)
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var page struct {
-			Events []struct {
-				ID        string `json:"id"`
-				Type      string `json:"type"`
-				AccountID string `json:"account_id"`
-			} `json:"events"`
-			NextCursor string `json:"next_cursor"`
-		}
-		err = json.NewDecoder(resp.Body).Decode(&page)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, ev := range page.Events {
-			ids[ev.ID] = true
-			if ev.Type == "account_create" {
-				events[ev.AccountID] = true
-			}
-		}
-		if page.NextCursor == "" {
-			break
-		}
-		cursor = page.NextCursor
 	}
 	for _, id := range created {
 		if !events[id] {
@@ -301,38 +270,9 @@ func TestPluginKillUnderLoad(t *testing.T) {
 		}
 	}
 	// ...and reaches the file sink, whose plugin was killed too (at least
-	// once: duplicates are allowed, losses are not).
-	deadline := time.Now().Add(bound)
-	for {
-		missing := len(ids)
-		if f, err := os.Open(filepath.Join(dir, "run", "audit.jsonl")); err == nil {
-			seen := map[string]bool{}
-			sc := bufio.NewScanner(f)
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				var ev struct {
-					ID string `json:"id"`
-				}
-				if json.Unmarshal(sc.Bytes(), &ev) == nil {
-					seen[ev.ID] = true
-				}
-			}
-			f.Close()
-			missing = 0
-			for id := range ids {
-				if !seen[id] {
-					missing++
-				}
-			}
-		}
-		if missing == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d stored events never reached the file sink", missing, len(ids))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// once: duplicates are allowed, losses are not; in storage order).
+	path := filepath.Join(dir, "run", "audit.jsonl")
+	waitDelivered(t, "file sink", ids, func() []string { return jsonlIDs(t, path) }, bound)
 	for _, want := range []string{"plugin_start", "plugin_crash"} {
 		found := false
 		req, _ := http.NewRequest("GET", base+"/v1/audit?type="+want, nil)

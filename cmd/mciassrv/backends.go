@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"net/url"
 	"sort"
+	"strings"
 
 	"github.com/metacircular/mcias/backends/audit/file"
+	"github.com/metacircular/mcias/backends/audit/syslog"
+	"github.com/metacircular/mcias/backends/audit/webhook"
 	"github.com/metacircular/mcias/backends/custody/local"
 	"github.com/metacircular/mcias/backends/storage/postgres"
 	"github.com/metacircular/mcias/backends/storage/sqlite"
@@ -28,9 +31,21 @@ var (
 		"local": local.Open,
 	}
 	auditSinks = map[string]audit.Factory{
-		"file": file.Open,
+		"file":          file.Open,
+		"syslog+tcp":    syslog.Open,
+		"syslog+unix":   syslog.Open,
+		"webhook+http":  webhook.Open,
+		"webhook+https": webhook.Open,
 	}
 )
+
+// builtinPlugin names the catalog plugin that serves a builtin scheme
+// when plugins.builtins is "subprocess": the scheme up to any "+"
+// (syslog+tcp and syslog+unix are both served by the plugin "syslog").
+func builtinPlugin(scheme string) string {
+	name, _, _ := strings.Cut(scheme, "+")
+	return name
+}
 
 func builtinSchemes() knownSchemes {
 	return knownSchemes{
@@ -68,7 +83,7 @@ func open[T any, F ~func(context.Context, string, *slog.Logger) (T, error)](ctx 
 	case u.Scheme == pluginScheme:
 		name, uri = u.Opaque, bc.Config
 	case pc.Builtins == builtinsSubprocess:
-		name = u.Scheme
+		name = builtinPlugin(u.Scheme)
 	}
 	if name != "" {
 		for _, e := range pc.Catalog {

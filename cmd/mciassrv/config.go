@@ -368,8 +368,8 @@ func (c *Config) validatePlugins(add func(string, ...any), known knownSchemes) {
 			if b.Config != "" {
 				add("%s.config is only for plugin: uris", key)
 			}
-			if p.Builtins == builtinsSubprocess && !names[scheme] {
-				add("%s.uri: plugins.builtins is %q but plugins.catalog has no plugin named %q", key, builtinsSubprocess, scheme)
+			if p.Builtins == builtinsSubprocess && !names[builtinPlugin(scheme)] {
+				add("%s.uri: plugins.builtins is %q but plugins.catalog has no plugin named %q", key, builtinsSubprocess, builtinPlugin(scheme))
 			}
 		}
 	}

@@ -115,3 +115,18 @@ func TestLoadConfigMissingFile(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// TestSubprocessSinkNamesPlugin: with builtins = "subprocess", a scheme
+// with a transport suffix runs in the plugin named before the "+".
+func TestSubprocessSinkNamesPlugin(t *testing.T) {
+	body := validTOML + "\n[[audit.sinks]]\nuri = \"syslog+tcp://127.0.0.1:514\"\n[plugins]\nbuiltins = \"subprocess\"\n"
+	_, err := loadConfig(writeConfig(t, body), builtinSchemes())
+	if err == nil || !strings.Contains(err.Error(), `audit.sinks[0].uri: plugins.builtins is "subprocess" but plugins.catalog has no plugin named "syslog"`) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, uri := range []string{"syslog+unix:///dev/log", "webhook+https://collector/intake"} {
+		if got := builtinPlugin(strings.Split(uri, ":")[0]); !strings.HasPrefix(uri, got+"+") {
+			t.Errorf("builtinPlugin for %s = %q", uri, got)
+		}
+	}
+}

@@ -80,6 +80,8 @@ var devPlugins = []struct{ name, file string }{
 	{"postgres", "mcias-plugin-postgres"},
 	{"local", "mcias-plugin-local"},
 	{"file", "mcias-plugin-file"},
+	{"syslog", "mcias-plugin-syslog"},
+	{"webhook", "mcias-plugin-webhook"},
 }
 
 // devCatalog returns the [[plugins.catalog]] entries for the builtin
@@ -183,7 +185,8 @@ format = "text"
 
 [plugins]
 # "in-process" runs the backends above inside mciassrv. "subprocess" runs
-# each in the catalog plugin named after its scheme (sqlite, local, file):
+# each in the catalog plugin named after its scheme (sqlite, local, file;
+# syslog for syslog+tcp and syslog+unix, webhook for webhook+https):
 # a separate process over gRPC, supervised and restarted by mciassrv.
 builtins = "in-process"
 %s`

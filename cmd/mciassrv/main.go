@@ -1,7 +1,8 @@
 // Command mciassrv is the MCIAS server: it loads the configured storage,
 // key custody and audit backends, builds the core, and serves the REST
 // API and (with server.grpc_addr) the gRPC API over TLS, with one
-// certificate, until SIGTERM or SIGINT.
+// certificate, until SIGTERM or SIGINT. SIGHUP reopens the audit sinks
+// that write files (log rotation).
 //
 //	mciassrv init [-dir run] [-listen addr] [-grpc addr] [-plugins bin/plugins]
 //	                                                     lay out a development instance
@@ -28,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -144,6 +146,9 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		defer closeLogged(logger, "audit sink", sink.Close)
 		sinks = append(sinks, sink)
 	}
+
+	stopHangup := reopenOnHangup(sinks, logger)
+	defer stopHangup()
 
 	svc, err := core.New(ctx, core.Config{
 		Issuer:              cfg.Tokens.Issuer,
@@ -275,6 +280,43 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 	}
 	return errors.Join(serveErr, wrapIf("shutdown", restErr), wrapIf("shutdown grpc", grpcErr))
 }
+
+// reopenOnHangup calls Reopen on every sink that has one (audit.Reopener:
+// the file sink, and every sink served by a plugin, which passes the
+// signal on to its process) whenever the server receives SIGHUP, so
+// logrotate's postrotate can be `kill -HUP $MAINPID`. The returned
+// function stops listening.
+func reopenOnHangup(sinks []audit.Sink, logger *slog.Logger) func() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range hup {
+			for i, sink := range sinks {
+				r, ok := sink.(audit.Reopener)
+				if !ok {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), reopenTimeout)
+				if err := r.Reopen(ctx); err != nil {
+					logger.Error("SIGHUP: reopen audit sink", "sink", i, "error", err)
+				} else {
+					logger.Info("SIGHUP: audit sink reopened", "sink", i)
+				}
+				cancel()
+			}
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(hup)
+		<-done
+	}
+}
+
+// reopenTimeout bounds one sink's Reopen on SIGHUP.
+const reopenTimeout = 10 * time.Second
 
 func wrapIf(what string, err error) error {
 	if err == nil {

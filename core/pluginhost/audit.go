@@ -2,6 +2,8 @@ package pluginhost
 
 import (
 	"context"
+	"fmt"
+	"syscall"
 
 	"github.com/metacircular/mcias/sdk/audit"
 	sdkplugin "github.com/metacircular/mcias/sdk/plugin"
@@ -35,6 +37,18 @@ func (w *supervisedSink) Info(ctx context.Context) (audit.Info, error) {
 
 func (w *supervisedSink) Deliver(ctx context.Context, events []audit.Event) error {
 	return call0(w.s, ctx, func(ctx context.Context, b audit.Sink) error { return b.Deliver(ctx, events) })
+}
+
+// Reopen implements audit.Reopener by sending SIGHUP to the plugin
+// process, which calls Reopen on its sink (sdk/plugin.ServeAudit). It
+// returns once the signal is sent, not when the plugin has reopened. A
+// plugin that is down opens its sink afresh when it is restarted, so
+// there is nothing to signal.
+func (w *supervisedSink) Reopen(ctx context.Context) error {
+	if err := w.s.signal(syscall.SIGHUP); err != nil {
+		return fmt.Errorf("plugin %s: send SIGHUP: %w", w.s.p.Name, err)
+	}
+	return nil
 }
 
 func (w *supervisedSink) Close(ctx context.Context) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"strconv"
 	"sync"
@@ -250,6 +251,17 @@ func (s *supervisor[T]) status() Status {
 		st.PID = s.cmd.Process.Pid
 	}
 	return st
+}
+
+// signal sends sig to the running plugin process; it does nothing while
+// the plugin is down.
+func (s *supervisor[T]) signal(sig os.Signal) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.up || s.cmd == nil || s.cmd.Process == nil {
+		return nil
+	}
+	return s.cmd.Process.Signal(sig)
 }
 
 // stop ends supervision, closes the backend (bounded by ctx) and ends the

@@ -99,3 +99,14 @@ type Sink interface {
 // Factory opens a sink from its URI (for example
 // "file:///var/log/mcias/audit.jsonl").
 type Factory func(ctx context.Context, uri string, logger *slog.Logger) (Sink, error)
+
+// Reopener is an optional capability of a sink that writes to a named
+// file (or a similar handle an operator rotates): Reopen closes it and
+// opens it by name again, so events go to a fresh file after log
+// rotation renamed the old one. It must not lose or split an event: a
+// batch is wholly in the old file or wholly in the new. mciassrv calls
+// Reopen on every sink that has it when it receives SIGHUP; a sink never
+// installs signal handlers itself.
+type Reopener interface {
+	Reopen(ctx context.Context) error
+}

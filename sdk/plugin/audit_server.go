@@ -27,6 +27,18 @@ func (s *auditServer) Open(ctx context.Context, req *auditv1.OpenRequest) (*audi
 	return &auditv1.OpenResponse{}, nil
 }
 
+// reopen calls Reopen on the open sink if it has one (SIGHUP).
+func (s *auditServer) reopen(ctx context.Context) error {
+	sk, err := s.sink.get()
+	if err != nil {
+		return err
+	}
+	if r, ok := sk.(audit.Reopener); ok {
+		return r.Reopen(ctx)
+	}
+	return nil
+}
+
 func (s *auditServer) Close(ctx context.Context, _ *auditv1.CloseRequest) (*auditv1.CloseResponse, error) {
 	if err := s.sink.close(ctx); err != nil {
 		return nil, toStatus(err)

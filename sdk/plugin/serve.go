@@ -34,7 +34,7 @@ const closeTimeout = 5 * time.Second
 func ServeStorage(f storage.Factory) {
 	logger := pluginLogger()
 	srv := newStorageServer(f, slog.New(newHCLogHandler(logger)))
-	serve(KindStorage, logger, func(s *grpc.Server) { storagev1.RegisterStorageServer(s, srv) }, srv.store.close)
+	serve(KindStorage, logger, func(s *grpc.Server) { storagev1.RegisterStorageServer(s, srv) }, srv.store.close, nil)
 }
 
 // ServeCustody serves the custodian f opens as a custody plugin; see
@@ -42,18 +42,23 @@ func ServeStorage(f storage.Factory) {
 func ServeCustody(f custody.Factory) {
 	logger := pluginLogger()
 	srv := newCustodyServer(f, slog.New(newHCLogHandler(logger)))
-	serve(KindCustody, logger, func(s *grpc.Server) { custodyv1.RegisterCustodianServer(s, srv) }, srv.cust.close)
+	serve(KindCustody, logger, func(s *grpc.Server) { custodyv1.RegisterCustodianServer(s, srv) }, srv.cust.close, nil)
 }
 
 // ServeAudit serves the sink f opens as an audit sink plugin; see
-// ServeStorage.
+// ServeStorage. On SIGHUP the plugin calls Reopen on its sink when the
+// sink is an audit.Reopener (a file it writes, after log rotation); the
+// host sends that signal when it receives SIGHUP itself.
 func ServeAudit(f audit.Factory) {
 	logger := pluginLogger()
 	srv := newAuditServer(f, slog.New(newHCLogHandler(logger)))
-	serve(KindAudit, logger, func(s *grpc.Server) { auditv1.RegisterAuditSinkServer(s, srv) }, srv.sink.close)
+	serve(KindAudit, logger, func(s *grpc.Server) { auditv1.RegisterAuditSinkServer(s, srv) }, srv.sink.close, srv.reopen)
 }
 
-func serve(kind Kind, logger hclog.Logger, register func(*grpc.Server), closeBackend func(context.Context) error) {
+// serve runs the plugin. reopen, when not nil, is called on SIGHUP; a
+// plugin without one ignores SIGHUP rather than die of it (a signal sent
+// to the whole process group or service reaches every plugin).
+func serve(kind Kind, logger hclog.Logger, register func(*grpc.Server), closeBackend func(context.Context) error, reopen func(context.Context) error) {
 	shutdown := func(why string) {
 		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 		defer cancel()
@@ -65,6 +70,7 @@ func serve(kind Kind, logger hclog.Logger, register func(*grpc.Server), closeBac
 	// the same road to the host as those through the logger it was given.
 	slog.SetDefault(slog.New(newHCLogHandler(logger)))
 	go watchHost(logger, shutdown)
+	go watchHangup(kind, logger, reopen)
 	goplugin.Serve(&goplugin.ServeConfig{
 		HandshakeConfig:  Handshake(kind),
 		VersionedPlugins: pluginSets(kind, &grpcPlugin{register: register}),
@@ -99,6 +105,23 @@ func watchHost(logger hclog.Logger, shutdown func(string)) {
 				exit(logger, shutdown, "host gone", 1)
 			}
 		}
+	}
+}
+
+// watchHangup calls reopen on every SIGHUP.
+func watchHangup(kind Kind, logger hclog.Logger, reopen func(context.Context) error) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	for range hup {
+		if reopen == nil {
+			logger.Debug("SIGHUP ignored: nothing to reopen", "kind", string(kind))
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		if err := reopen(ctx); err != nil {
+			logger.Error("SIGHUP: reopen", "kind", string(kind), "error", err)
+		}
+		cancel()
 	}
 }
 

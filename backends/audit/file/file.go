@@ -1,18 +1,25 @@
 // Package file is the builtin audit sink that appends events to a local
-// JSON Lines file, one object per line:
-//
-//	{"id":..,"seq":..,"time":..,"type":..,"actor_id":..,"account_id":..,"ip":..,"request_id":..,"outcome":..,"details":{..}}
+// JSON Lines file, one audit.Record per line in pure ASCII
+// (audit.MarshalRecord), so attacker text in an event can never end a
+// line or start a second record.
 //
 // URI: file:///abs/path.jsonl or file:rel/path.jsonl. The file is created
 // with mode 0600 and opened O_APPEND; each Deliver writes its batch with
 // one write and fsyncs before returning, so a nil error means the events
 // are on disk. actor_id and account_id are omitted when empty.
+//
+// Rotation: the sink keeps its file open, so after logrotate (or anyone)
+// renames it, events keep landing in the renamed file until Reopen is
+// called; Reopen then opens the path afresh (creating it) and later
+// events go there, none lost between the two files. The sink installs no
+// signal handler itself: mciassrv calls Reopen on every sink that has one
+// when it receives SIGHUP, and a plugin process does the same for its own
+// sink (sdk/plugin). copytruncate rotation needs no Reopen (O_APPEND).
 package file
 
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,7 +28,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
@@ -35,39 +41,8 @@ const Name = "file"
 // so this only needs to cover a few batches.
 const recentIDs = 4096
 
-// Record is the JSON form of one line.
-type Record struct {
-	ID        string            `json:"id"`
-	Seq       int64             `json:"seq"`
-	Time      time.Time         `json:"time"`
-	Type      audit.Type        `json:"type"`
-	ActorID   string            `json:"actor_id,omitempty"`
-	AccountID string            `json:"account_id,omitempty"`
-	IP        string            `json:"ip"`
-	RequestID string            `json:"request_id"`
-	Outcome   audit.Outcome     `json:"outcome"`
-	Details   map[string]string `json:"details"`
-}
-
-// FromEvent converts an event to its line form.
-func FromEvent(e audit.Event) Record {
-	d := e.Details
-	if d == nil {
-		d = map[string]string{}
-	}
-	return Record{
-		ID: e.ID, Seq: e.Seq, Time: e.Time.UTC(), Type: e.Type, ActorID: e.ActorID,
-		AccountID: e.AccountID, IP: e.IP, RequestID: e.RequestID, Outcome: e.Outcome, Details: d,
-	}
-}
-
-// Event converts a line back to an event.
-func (r Record) Event() audit.Event {
-	return audit.Event{
-		ID: r.ID, Seq: r.Seq, Time: r.Time, Type: r.Type, ActorID: r.ActorID,
-		AccountID: r.AccountID, IP: r.IP, RequestID: r.RequestID, Outcome: r.Outcome, Details: r.Details,
-	}
-}
+// Record is the JSON form of one line (audit.Record).
+type Record = audit.Record
 
 // Sink appends events to a file. It is safe for concurrent use.
 type Sink struct {
@@ -85,7 +60,10 @@ type Sink struct {
 	next int
 }
 
-var _ audit.Sink = (*Sink)(nil)
+var (
+	_ audit.Sink     = (*Sink)(nil)
+	_ audit.Reopener = (*Sink)(nil)
+)
 
 func parseURI(uri string) (string, error) {
 	u, err := url.Parse(uri)
@@ -121,39 +99,74 @@ func Open(ctx context.Context, uri string, logger *slog.Logger) (audit.Sink, err
 	if err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, torn, err := openFile(path, logger)
 	if err != nil {
-		return nil, fmt.Errorf("file audit: open %s: %w: %w", path, sdk.ErrUnavailable, err)
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("file audit: stat %s: %w: %w", path, sdk.ErrUnavailable, err)
-	}
-	if !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("file audit: %s is not a regular file: %w", path, sdk.ErrInvalidArgument)
-	}
-	if perm := st.Mode().Perm(); perm&0o077 != 0 {
-		f.Close()
-		return nil, fmt.Errorf("file audit: %s has mode %#o; it must be 0600 or stricter (chmod 600 %s): %w", path, perm, path, sdk.ErrInvalidArgument)
-	}
-	torn, err := endsTorn(path, st.Size())
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if torn {
-		logger.Warn("file audit: file ends in a partial line; starting a new line", "path", path)
-	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return &Sink{
 		path: path, logger: logger, f: f, torn: torn,
 		seen: make(map[string]struct{}, recentIDs), ring: make([]string, recentIDs),
 	}, nil
+}
+
+// openFile opens path for appending, creating it 0600, and reports
+// whether it ends in a partial line.
+func openFile(path string, logger *slog.Logger) (*os.File, bool, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("file audit: open %s: %w: %w", path, sdk.ErrUnavailable, err)
+	}
+	fail := func(err error) (*os.File, bool, error) {
+		f.Close()
+		return nil, false, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return fail(fmt.Errorf("file audit: stat %s: %w: %w", path, sdk.ErrUnavailable, err))
+	}
+	if !st.Mode().IsRegular() {
+		return fail(fmt.Errorf("file audit: %s is not a regular file: %w", path, sdk.ErrInvalidArgument))
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fail(fmt.Errorf("file audit: %s has mode %#o; it must be 0600 or stricter (chmod 600 %s): %w", path, perm, path, sdk.ErrInvalidArgument))
+	}
+	torn, err := endsTorn(path, st.Size())
+	if err != nil {
+		return fail(err)
+	}
+	if torn {
+		logger.Warn("file audit: file ends in a partial line; starting a new line", "path", path)
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return fail(err)
+	}
+	return f, torn, nil
+}
+
+// Reopen implements audit.Reopener: it opens the sink's path afresh (a
+// new file when the old one was renamed away) and sends later batches
+// there. It waits for a Deliver in progress, so every event is in
+// exactly one of the two files. On error the sink keeps writing to the
+// file it had, so nothing is lost, and the error says why.
+func (s *Sink) Reopen(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return fmt.Errorf("file audit: reopen: sink is closed: %w", sdk.ErrUnavailable)
+	}
+	f, torn, err := openFile(s.path, s.logger)
+	if err != nil {
+		return err
+	}
+	old := s.f
+	s.f, s.torn = f, torn
+	// Every accepted batch was fsynced already; close errors cannot lose
+	// an event, but say so.
+	if err := old.Close(); err != nil {
+		s.logger.Warn("file audit: close the previous file", "path", s.path, "error", err)
+	}
+	s.logger.Info("file audit: reopened", "path", s.path)
+	return nil
 }
 
 // endsTorn reports whether a non-empty file does not end in a newline.
@@ -212,8 +225,6 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 	}
 	var ids []string
 	batch := map[string]struct{}{}
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
 	for _, e := range events {
 		if e.ID != "" { // producers always set an ID; never merge events without one
 			if _, dup := s.seen[e.ID]; dup {
@@ -224,9 +235,12 @@ func (s *Sink) Deliver(ctx context.Context, events []audit.Event) error {
 			}
 			batch[e.ID] = struct{}{}
 		}
-		if err := enc.Encode(FromEvent(e)); err != nil { // Encode ends each record with '\n'
+		line, err := audit.MarshalRecord(e)
+		if err != nil {
 			return fmt.Errorf("file audit: encode event %s: %w", e.ID, sdk.ErrInvalidArgument)
 		}
+		buf.Write(line)
+		buf.WriteByte('\n')
 		ids = append(ids, e.ID)
 	}
 	if len(ids) == 0 {

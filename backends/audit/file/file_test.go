@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
@@ -217,5 +218,118 @@ func TestRedeliveryDropsRecentDuplicates(t *testing.T) {
 	}
 	if got := readFile(t, path); len(got) != 2 {
 		t.Fatalf("%d lines, want 2", len(got))
+	}
+}
+
+// TestReopenAfterRotation renames the file the way logrotate does while
+// batches are being delivered, then reopens: every event is in exactly
+// one of the two files, in order, and later events go to the new file.
+func TestReopenAfterRotation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	s := openPath(t, path)
+	defer s.Close(t.Context())
+	r := s.(audit.Reopener)
+
+	const n = 200
+	done := make(chan error, 1)
+	go func() {
+		for i := int64(1); i <= n; i++ {
+			if err := s.Deliver(t.Context(), []audit.Event{audittest.Event(i)}); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	rotated := filepath.Join(dir, "audit.jsonl.1")
+	for i := 0; ; i++ {
+		if raw, _ := os.ReadFile(path); bytes.Count(raw, []byte("\n")) >= 20 || i > 1000 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reopen(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver(t.Context(), []audit.Event{audittest.Event(n + 1)}); err != nil {
+		t.Fatal(err)
+	}
+	old, cur := readFile(t, rotated), readFile(t, path)
+	if len(old) == 0 || len(cur) == 0 {
+		t.Fatalf("rotated file has %d events, new file %d; want both non-empty", len(old), len(cur))
+	}
+	all := append(old, cur...)
+	if len(all) != n+1 {
+		t.Fatalf("%d events in both files, want %d", len(all), n+1)
+	}
+	for i, e := range all {
+		if e.Seq != int64(i+1) {
+			t.Fatalf("event %d has seq %d", i, e.Seq)
+		}
+	}
+	if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("new file: %v, mode %v", err, st.Mode())
+	}
+}
+
+func TestReopenFailureKeepsWriting(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	s := openPath(t, path)
+	defer s.Close(t.Context())
+	rotated := filepath.Join(dir, "audit.jsonl.1")
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	// Something else (a mistaken logrotate "create 0644") put a loose file there.
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.(audit.Reopener).Reopen(t.Context()); !errors.Is(err, sdk.ErrInvalidArgument) {
+		t.Fatalf("Reopen onto a 0644 file = %v", err)
+	}
+	if err := s.Deliver(t.Context(), []audit.Event{audittest.Event(1)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, rotated); len(got) != 1 {
+		t.Fatalf("the old file has %d events after a failed reopen, want 1", len(got))
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.(audit.Reopener).Reopen(t.Context()); !errors.Is(err, sdk.ErrUnavailable) {
+		t.Fatalf("Reopen after Close = %v", err)
+	}
+}
+
+// TestAttackerText: text meant to end a line or forge a record stays
+// inside its one line and decodes back exactly.
+func TestAttackerText(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	s := openPath(t, path)
+	defer s.Close(t.Context())
+	nasty := "x\n{\"id\":\"forged\",\"type\":\"login_success\"}\r\u2028\u2029\u0085\x00\"\\]"
+	e := audittest.Event(1)
+	e.IP, e.RequestID, e.Details = nasty, nasty, map[string]string{nasty: nasty}
+	if err := s.Deliver(t.Context(), []audit.Event{e, audittest.Event(2)}); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(path)
+	if n := bytes.Count(raw, []byte("\n")); n != 2 || bytes.ContainsAny(raw, "\r\x00\u2028\u2029\u0085") {
+		t.Fatalf("%d lines, or a raw line-breaking character:\n%q", n, raw)
+	}
+	got := readFile(t, path)
+	if len(got) != 2 || audittest.Equal(got[0], e) != "" {
+		t.Fatalf("read back %+v", got)
 	}
 }

@@ -1,4 +1,4 @@
-module github.com/metacircular/mcias/examples/webhook
+module github.com/metacircular/mcias/examples/spool
 
 go 1.26.0
 
