@@ -497,11 +497,13 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// cluster opens a sqlite file (a storage.Leaser) and local custody in a
-// fresh directory; start adds nodes on them.
+// cluster is a sqlite file (a storage.Leaser) and local custody in a
+// fresh directory; start adds nodes, each with its own store on the file
+// (its own connections, as another process has).
 type cluster struct {
 	t     *testing.T
-	store storage.Store
+	db    string
+	store storage.Store // the test's own view of the file
 	cust  custody.Custodian
 	clk   *clock
 	cfg   core.Config
@@ -510,7 +512,8 @@ type cluster struct {
 func newCluster(t *testing.T, edit func(*core.Config)) *cluster {
 	t.Helper()
 	dir := t.TempDir()
-	st, err := sqlite.Open(t.Context(), "sqlite://"+filepath.Join(dir, "mcias.db"), nil)
+	db := "sqlite://" + filepath.Join(dir, "mcias.db")
+	st, err := sqlite.Open(t.Context(), db, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -529,7 +532,7 @@ func newCluster(t *testing.T, edit func(*core.Config)) *cluster {
 		_ = cust.Close(context.Background())
 		_ = st.Close(context.Background())
 	})
-	c := &cluster{t: t, store: st, cust: cust, clk: &clock{t: time.Now().UTC().Truncate(time.Second)},
+	c := &cluster{t: t, db: db, store: st, cust: cust, clk: &clock{t: time.Now().UTC().Truncate(time.Second)},
 		cfg: core.Config{Issuer: issuer, Password: fastParams, MaxConcurrentHashes: 2, LeaseTTL: 600 * time.Millisecond}}
 	fastDelivery(&c.cfg)
 	if edit != nil {
@@ -541,8 +544,13 @@ func newCluster(t *testing.T, edit func(*core.Config)) *cluster {
 func (c *cluster) start(sinks ...core.SinkConfig) *node {
 	c.t.Helper()
 	n := &node{logs: &syncBuffer{}}
+	st, err := sqlite.Open(context.Background(), c.db, nil)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { _ = st.Close(context.Background()) })
 	svc, err := core.New(context.Background(), c.cfg, core.Deps{
-		Store: c.store, Custodian: c.cust, Sinks: sinks, Now: c.clk.Now,
+		Store: st, Custodian: c.cust, Sinks: sinks, Now: c.clk.Now,
 		Logger: slog.New(slog.NewJSONHandler(n.logs, nil)),
 	})
 	if err != nil {
