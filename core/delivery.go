@@ -269,11 +269,10 @@ func (a *AuditDelivery) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2)
 }
 
-// deliver makes one Deliver call bounded by the deadline; ctx only
-// carries values. A sink that
-// ignores its context is abandoned at the deadline; until that call
-// returns no other is made, so the sink never sees two batches at once or
-// out of order.
+// deliver makes one Deliver call bounded by the deadline (ctx carries
+// values only). A sink that ignores its context is abandoned at the
+// deadline; until that call returns no other is made, so the sink never
+// sees two batches at once or out of order.
 func (s *Service) deliver(ctx context.Context, w *sinkWorker, evs []audit.Event) error {
 	w.mu.Lock()
 	busy := w.inflight
@@ -387,7 +386,9 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 			}
 			// Storage trouble is not the sink's: it moves no breaker.
 			storeFailures++
-			s.log.Warn("core: audit sink: cannot read events", "sink", w.cfg.Name, "err", err)
+			if storeFailures == 1 || storeFailures%10 == 0 { // not once per retry
+				s.log.Warn("core: audit sink: cannot read events", "sink", w.cfg.Name, "failures", storeFailures, "err", err)
+			}
 			sleep(ctx, s.cfg.Audit.backoff(storeFailures))
 			continue
 		}

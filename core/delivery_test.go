@@ -19,8 +19,10 @@ import (
 
 	auditfile "github.com/metacircular/mcias/backends/audit/file"
 	"github.com/metacircular/mcias/backends/custody/local"
+	"github.com/metacircular/mcias/backends/storage/postgres"
 	"github.com/metacircular/mcias/backends/storage/sqlite"
 	"github.com/metacircular/mcias/core"
+	"github.com/metacircular/mcias/internal/pgtest"
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/custody"
@@ -509,16 +511,31 @@ type cluster struct {
 	cfg   core.Config
 }
 
-func newCluster(t *testing.T, edit func(*core.Config)) *cluster {
+// openStore opens the database at uri with the backend its scheme names.
+func openStore(ctx context.Context, uri string) (storage.Store, error) {
+	if strings.HasPrefix(uri, "postgres:") {
+		return postgres.Open(ctx, uri, nil)
+	}
+	return sqlite.Open(ctx, uri, nil)
+}
+
+// backends are the stores the multi-node tests run on: one SQLite file
+// that several stores open, and one PostgreSQL database.
+var backends = []string{"sqlite", "postgres"}
+
+func newCluster(t *testing.T, backend string, edit func(*core.Config)) *cluster {
 	t.Helper()
 	dir := t.TempDir()
 	db := "sqlite://" + filepath.Join(dir, "mcias.db")
-	st, err := sqlite.Open(t.Context(), db, nil)
+	if backend == "postgres" {
+		db = pgtest.NewDatabase(t)
+	}
+	st, err := openStore(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := st.(storage.Leaser); !ok {
-		t.Fatal("the sqlite store offers no leases")
+		t.Fatalf("the %s store offers no leases", backend)
 	}
 	keyFile := filepath.Join(dir, "master.key")
 	if err := local.GenerateKeyFile(keyFile); err != nil {
@@ -544,7 +561,7 @@ func newCluster(t *testing.T, edit func(*core.Config)) *cluster {
 func (c *cluster) start(sinks ...core.SinkConfig) *node {
 	c.t.Helper()
 	n := &node{logs: &syncBuffer{}}
-	st, err := sqlite.Open(context.Background(), c.db, nil)
+	st, err := openStore(context.Background(), c.db)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -568,7 +585,13 @@ func (n *node) holds(lease string) bool {
 // Two nodes on one store: exactly one runs the rotation schedule; when it
 // stops, the other takes over.
 func TestExactlyOneRotator(t *testing.T) {
-	c := newCluster(t, func(cfg *core.Config) {
+	for _, b := range backends {
+		t.Run("backend="+b, func(t *testing.T) { testExactlyOneRotator(t, b) })
+	}
+}
+
+func testExactlyOneRotator(t *testing.T, backend string) {
+	c := newCluster(t, backend, func(cfg *core.Config) {
 		cfg.PublishAhead = 2 * time.Second
 		cfg.RotateEvery = time.Hour
 	})
@@ -610,7 +633,13 @@ func TestExactlyOneRotator(t *testing.T) {
 // by; when the first stops the second continues from the stored cursor,
 // so the sink loses nothing and sees nothing twice.
 func TestSinkLeaseTakeover(t *testing.T) {
-	c := newCluster(t, nil)
+	for _, b := range backends {
+		t.Run("backend="+b, func(t *testing.T) { testSinkLeaseTakeover(t, b) })
+	}
+}
+
+func testSinkLeaseTakeover(t *testing.T, backend string) {
+	c := newCluster(t, backend, nil)
 	sa, sb := newCtlSink("siem"), newCtlSink("siem")
 	a := c.start(core.SinkConfig{Sink: sa})
 	if _, err := a.svc.Bootstrap(t.Context(), adminName, adminPW); err != nil {
