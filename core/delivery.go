@@ -148,6 +148,7 @@ type SinkStatus struct {
 // sinkWorker delivers stored events to one sink.
 type sinkWorker struct {
 	cfg  SinkConfig
+	kind string // the backend's name ("file", "webhook")
 	poke chan struct{}
 
 	mu        sync.Mutex
@@ -171,12 +172,18 @@ func sinkWorkers(ctx context.Context, cfgs []SinkConfig) ([]*sinkWorker, error) 
 		if c.Sink == nil {
 			return nil, fmt.Errorf("core: config: audit sink %d has no sink", i)
 		}
-		if c.Name == "" {
-			info, err := c.Sink.Info(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("core: config: audit sink %d: no name given and info failed: %w", i, err)
-			}
+		// The backend's own name, shown in readiness; read once, so a
+		// wedged sink cannot hold up /v1/ready.
+		info, err := c.Sink.Info(ctx)
+		switch {
+		case err != nil && c.Name == "":
+			return nil, fmt.Errorf("core: config: audit sink %d: no name given and info failed: %w", i, err)
+		case c.Name == "":
 			c.Name = info.Name
+		}
+		kind := info.Name
+		if kind == "" {
+			kind = c.Name
 		}
 		switch {
 		case !sinkNameRE.MatchString(c.Name):
@@ -191,7 +198,9 @@ func sinkWorkers(ctx context.Context, cfgs []SinkConfig) ([]*sinkWorker, error) 
 			return nil, fmt.Errorf("core: config: audit sink %q is required but has no max lag (events or age)", c.Name)
 		}
 		seen[c.Name] = true
-		out = append(out, newSinkWorker(c))
+		w := newSinkWorker(c)
+		w.kind = kind
+		out = append(out, w)
 	}
 	return out, nil
 }

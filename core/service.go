@@ -338,10 +338,7 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 		head, headErr = s.headSeq(ctx)
 	}
 	for _, w := range s.sinks {
-		st := BackendState{Name: w.cfg.Name, Up: true}
-		if info, err := w.cfg.Sink.Info(ctx); err == nil && info.Name != "" {
-			st.Name = info.Name
-		}
+		st := BackendState{Name: w.kind, Up: true}
 		ss, err := s.sinkStatus(ctx, w, head)
 		if err = errors.Join(headErr, err); err != nil {
 			// Storage is down and says so above; the lag is unknown.
