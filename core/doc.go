@@ -12,6 +12,13 @@
 // revocation feed so that changes made by another process are seen within
 // a minute.
 //
+// Audit events are stored with the change they record; each sink gets
+// copies from its own worker, at least once and in order, from a cursor
+// kept in storage (delivery.go), and the chain head is signed
+// periodically (checkpoint.go). Jobs that one node of several must do
+// (delivery to a sink, checkpoints, scheduled rotation) run under storage
+// leases (lease.go).
+//
 // Errors a client may read are *Error values (see errors.go); anything
 // else keeps its sdk kind and gets a generic message from the frontend.
 package core

@@ -137,14 +137,17 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		return fmt.Errorf("custody: %w", err)
 	}
 	defer closeLogged(logger, "custody", custodian.Close)
-	var sinks []audit.Sink
+	var sinks []core.SinkConfig
 	for _, sc := range cfg.Audit.Sinks {
-		sink, err := open(ctx, auditSinks, sc, cfg.Plugins, host.Sink, logger.With("backend", "audit"))
+		sink, err := open(ctx, auditSinks, sc.Backend(), cfg.Plugins, host.Sink, logger.With("backend", "audit", "sink", sc.Name))
 		if err != nil {
-			return fmt.Errorf("audit sink: %w", err)
+			return fmt.Errorf("audit sink %s: %w", sc.Name, err)
 		}
 		defer closeLogged(logger, "audit sink", sink.Close)
-		sinks = append(sinks, sink)
+		sinks = append(sinks, core.SinkConfig{
+			Name: sc.Name, Sink: sink, Start: sc.Start,
+			Required: sc.Required, MaxLagAge: sc.MaxLag.Duration, MaxLagEvents: sc.MaxLagEvents,
+		})
 	}
 
 	stopHangup := reopenOnHangup(sinks, logger)
@@ -162,6 +165,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		RotateEvery:         cfg.Keys.RotateEvery.Duration,
 		PublishAhead:        cfg.Keys.PublishAhead.Duration,
 		RetireAfter:         cfg.Keys.RetireAfter.Duration,
+		Audit:               cfg.Audit.coreDelivery(),
+		LeaseTTL:            cfg.Audit.LeaseTTL.Duration,
 	}, core.Deps{Store: store, Custodian: custodian, Sinks: sinks, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("core: %w", err)
@@ -286,23 +291,23 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 // signal on to its process) whenever the server receives SIGHUP, so
 // logrotate's postrotate can be `kill -HUP $MAINPID`. The returned
 // function stops listening.
-func reopenOnHangup(sinks []audit.Sink, logger *slog.Logger) func() {
+func reopenOnHangup(sinks []core.SinkConfig, logger *slog.Logger) func() {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for range hup {
-			for i, sink := range sinks {
-				r, ok := sink.(audit.Reopener)
+			for _, sc := range sinks {
+				r, ok := sc.Sink.(audit.Reopener)
 				if !ok {
 					continue
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), reopenTimeout)
 				if err := r.Reopen(ctx); err != nil {
-					logger.Error("SIGHUP: reopen audit sink", "sink", i, "error", err)
+					logger.Error("SIGHUP: reopen audit sink", "sink", sc.Name, "error", err)
 				} else {
-					logger.Info("SIGHUP: audit sink reopened", "sink", i)
+					logger.Info("SIGHUP: audit sink reopened", "sink", sc.Name)
 				}
 				cancel()
 			}

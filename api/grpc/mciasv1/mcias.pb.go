@@ -166,7 +166,9 @@ type BackendStatus struct {
 	Status string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "up" or "down"
 	Error  string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`   // short, client-safe reason when down
 	// Set when the backend runs as a supervised plugin subprocess.
-	Plugin        *PluginStatus `protobuf:"bytes,4,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	Plugin *PluginStatus `protobuf:"bytes,4,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// Set for audit sinks ("audit:<name>"): delivery state and lag.
+	Sink          *SinkStatus `protobuf:"bytes,5,opt,name=sink,proto3" json:"sink,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +231,116 @@ func (x *BackendStatus) GetPlugin() *PluginStatus {
 	return nil
 }
 
+func (x *BackendStatus) GetSink() *SinkStatus {
+	if x != nil {
+		return x.Sink
+	}
+	return nil
+}
+
+// SinkStatus is the delivery of stored audit events to one sink.
+type SinkStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "ok", "retrying" (the last call failed), "open" (circuit breaker open:
+	// resting, then one probe), "standby" (another node delivers this sink).
+	State         string  `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Required      bool    `protobuf:"varint,2,opt,name=required,proto3" json:"required,omitempty"`                          // lag beyond its bound makes the service unready
+	Cursor        int64   `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`                              // Seq of the last event the sink acknowledged
+	LagEvents     int64   `protobuf:"varint,4,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"`       // events stored after the cursor
+	LagSeconds    float64 `protobuf:"fixed64,5,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`   // age of the oldest event not yet delivered
+	LagExceeded   bool    `protobuf:"varint,6,opt,name=lag_exceeded,json=lagExceeded,proto3" json:"lag_exceeded,omitempty"` // a required sink is beyond its bound
+	Failures      int64   `protobuf:"varint,7,opt,name=failures,proto3" json:"failures,omitempty"`                          // consecutive failed calls
+	LastError     string  `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`        // kind of the last failure: "timeout", "unavailable", ...
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkStatus) Reset() {
+	*x = SinkStatus{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkStatus) ProtoMessage() {}
+
+func (x *SinkStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkStatus.ProtoReflect.Descriptor instead.
+func (*SinkStatus) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SinkStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *SinkStatus) GetCursor() int64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLagEvents() int64 {
+	if x != nil {
+		return x.LagEvents
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLagSeconds() float64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLagExceeded() bool {
+	if x != nil {
+		return x.LagExceeded
+	}
+	return false
+}
+
+func (x *SinkStatus) GetFailures() int64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 type PluginStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // catalog name
@@ -242,7 +354,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +366,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +379,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{4}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -316,7 +428,7 @@ type ReadyResponse struct {
 
 func (x *ReadyResponse) Reset() {
 	*x = ReadyResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +440,7 @@ func (x *ReadyResponse) String() string {
 func (*ReadyResponse) ProtoMessage() {}
 
 func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +453,7 @@ func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadyResponse.ProtoReflect.Descriptor instead.
 func (*ReadyResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{5}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadyResponse) GetStatus() string {
@@ -366,7 +478,7 @@ type GetPublicKeyRequest struct {
 
 func (x *GetPublicKeyRequest) Reset() {
 	*x = GetPublicKeyRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +490,7 @@ func (x *GetPublicKeyRequest) String() string {
 func (*GetPublicKeyRequest) ProtoMessage() {}
 
 func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +503,7 @@ func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{6}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{7}
 }
 
 type JWK struct {
@@ -408,7 +520,7 @@ type JWK struct {
 
 func (x *JWK) Reset() {
 	*x = JWK{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +532,7 @@ func (x *JWK) String() string {
 func (*JWK) ProtoMessage() {}
 
 func (x *JWK) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +545,7 @@ func (x *JWK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWK.ProtoReflect.Descriptor instead.
 func (*JWK) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{7}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JWK) GetKty() string {
@@ -486,7 +598,7 @@ type GetJWKSRequest struct {
 
 func (x *GetJWKSRequest) Reset() {
 	*x = GetJWKSRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +610,7 @@ func (x *GetJWKSRequest) String() string {
 func (*GetJWKSRequest) ProtoMessage() {}
 
 func (x *GetJWKSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +623,7 @@ func (x *GetJWKSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJWKSRequest.ProtoReflect.Descriptor instead.
 func (*GetJWKSRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{8}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{9}
 }
 
 type GetJWKSResponse struct {
@@ -523,7 +635,7 @@ type GetJWKSResponse struct {
 
 func (x *GetJWKSResponse) Reset() {
 	*x = GetJWKSResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +647,7 @@ func (x *GetJWKSResponse) String() string {
 func (*GetJWKSResponse) ProtoMessage() {}
 
 func (x *GetJWKSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +660,7 @@ func (x *GetJWKSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJWKSResponse.ProtoReflect.Descriptor instead.
 func (*GetJWKSResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{9}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJWKSResponse) GetKeys() []*JWK {
@@ -569,7 +681,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +693,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +706,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{10}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LoginRequest) GetUsername() string {
@@ -628,7 +740,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +752,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +765,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -678,7 +790,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +802,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +815,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
 }
 
 type LogoutResponse struct {
@@ -714,7 +826,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +838,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +851,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
 }
 
 type RenewRequest struct {
@@ -750,7 +862,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -762,7 +874,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -775,7 +887,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
 }
 
 type RenewResponse struct {
@@ -788,7 +900,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -800,7 +912,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -813,7 +925,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RenewResponse) GetToken() string {
@@ -838,7 +950,7 @@ type MeRequest struct {
 
 func (x *MeRequest) Reset() {
 	*x = MeRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -850,7 +962,7 @@ func (x *MeRequest) String() string {
 func (*MeRequest) ProtoMessage() {}
 
 func (x *MeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -863,7 +975,7 @@ func (x *MeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeRequest.ProtoReflect.Descriptor instead.
 func (*MeRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
 }
 
 type Account struct {
@@ -882,7 +994,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1006,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1019,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Account) GetId() string {
@@ -976,7 +1088,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +1100,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1113,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -1026,7 +1138,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1150,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1163,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
 }
 
 type EnrollTOTPRequest struct {
@@ -1062,7 +1174,7 @@ type EnrollTOTPRequest struct {
 
 func (x *EnrollTOTPRequest) Reset() {
 	*x = EnrollTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1186,7 @@ func (x *EnrollTOTPRequest) String() string {
 func (*EnrollTOTPRequest) ProtoMessage() {}
 
 func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1199,7 @@ func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPRequest.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
 }
 
 type EnrollTOTPResponse struct {
@@ -1100,7 +1212,7 @@ type EnrollTOTPResponse struct {
 
 func (x *EnrollTOTPResponse) Reset() {
 	*x = EnrollTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1224,7 @@ func (x *EnrollTOTPResponse) String() string {
 func (*EnrollTOTPResponse) ProtoMessage() {}
 
 func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1237,7 @@ func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPResponse.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EnrollTOTPResponse) GetSecret() string {
@@ -1151,7 +1263,7 @@ type ConfirmTOTPRequest struct {
 
 func (x *ConfirmTOTPRequest) Reset() {
 	*x = ConfirmTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1275,7 @@ func (x *ConfirmTOTPRequest) String() string {
 func (*ConfirmTOTPRequest) ProtoMessage() {}
 
 func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1288,7 @@ func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ConfirmTOTPRequest) GetCode() string {
@@ -1194,7 +1306,7 @@ type ConfirmTOTPResponse struct {
 
 func (x *ConfirmTOTPResponse) Reset() {
 	*x = ConfirmTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1206,7 +1318,7 @@ func (x *ConfirmTOTPResponse) String() string {
 func (*ConfirmTOTPResponse) ProtoMessage() {}
 
 func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1219,7 +1331,7 @@ func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
 }
 
 type RemoveTOTPRequest struct {
@@ -1231,7 +1343,7 @@ type RemoveTOTPRequest struct {
 
 func (x *RemoveTOTPRequest) Reset() {
 	*x = RemoveTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1355,7 @@ func (x *RemoveTOTPRequest) String() string {
 func (*RemoveTOTPRequest) ProtoMessage() {}
 
 func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1368,7 @@ func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RemoveTOTPRequest) GetAccountId() string {
@@ -1274,7 +1386,7 @@ type RemoveTOTPResponse struct {
 
 func (x *RemoveTOTPResponse) Reset() {
 	*x = RemoveTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1286,7 +1398,7 @@ func (x *RemoveTOTPResponse) String() string {
 func (*RemoveTOTPResponse) ProtoMessage() {}
 
 func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1299,7 +1411,7 @@ func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
 }
 
 type ValidateTokenRequest struct {
@@ -1312,7 +1424,7 @@ type ValidateTokenRequest struct {
 
 func (x *ValidateTokenRequest) Reset() {
 	*x = ValidateTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1324,7 +1436,7 @@ func (x *ValidateTokenRequest) String() string {
 func (*ValidateTokenRequest) ProtoMessage() {}
 
 func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1337,7 +1449,7 @@ func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ValidateTokenRequest) GetToken() string {
@@ -1370,7 +1482,7 @@ type ValidateTokenResponse struct {
 
 func (x *ValidateTokenResponse) Reset() {
 	*x = ValidateTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1382,7 +1494,7 @@ func (x *ValidateTokenResponse) String() string {
 func (*ValidateTokenResponse) ProtoMessage() {}
 
 func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1395,7 +1507,7 @@ func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ValidateTokenResponse) GetValid() bool {
@@ -1459,7 +1571,7 @@ type IssueServiceTokenRequest struct {
 
 func (x *IssueServiceTokenRequest) Reset() {
 	*x = IssueServiceTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1471,7 +1583,7 @@ func (x *IssueServiceTokenRequest) String() string {
 func (*IssueServiceTokenRequest) ProtoMessage() {}
 
 func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1484,7 +1596,7 @@ func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *IssueServiceTokenRequest) GetAccountId() string {
@@ -1518,7 +1630,7 @@ type IssueServiceTokenResponse struct {
 
 func (x *IssueServiceTokenResponse) Reset() {
 	*x = IssueServiceTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1530,7 +1642,7 @@ func (x *IssueServiceTokenResponse) String() string {
 func (*IssueServiceTokenResponse) ProtoMessage() {}
 
 func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1543,7 +1655,7 @@ func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *IssueServiceTokenResponse) GetToken() string {
@@ -1569,7 +1681,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1693,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1706,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RevokeTokenRequest) GetJti() string {
@@ -1612,7 +1724,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1736,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1749,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
 }
 
 type ListAccountsRequest struct {
@@ -1653,7 +1765,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1777,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1790,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListAccountsRequest) GetType() string {
@@ -1726,7 +1838,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1850,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1863,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -1779,7 +1891,7 @@ type CreateAccountRequest struct {
 
 func (x *CreateAccountRequest) Reset() {
 	*x = CreateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1903,7 @@ func (x *CreateAccountRequest) String() string {
 func (*CreateAccountRequest) ProtoMessage() {}
 
 func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1916,7 @@ func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *CreateAccountRequest) GetUsername() string {
@@ -1837,7 +1949,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1961,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1974,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *GetAccountRequest) GetId() string {
@@ -1882,7 +1994,7 @@ type UpdateAccountRequest struct {
 
 func (x *UpdateAccountRequest) Reset() {
 	*x = UpdateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1894,7 +2006,7 @@ func (x *UpdateAccountRequest) String() string {
 func (*UpdateAccountRequest) ProtoMessage() {}
 
 func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1907,7 +2019,7 @@ func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAccountRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *UpdateAccountRequest) GetId() string {
@@ -1933,7 +2045,7 @@ type DeleteAccountRequest struct {
 
 func (x *DeleteAccountRequest) Reset() {
 	*x = DeleteAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1945,7 +2057,7 @@ func (x *DeleteAccountRequest) String() string {
 func (*DeleteAccountRequest) ProtoMessage() {}
 
 func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1958,7 +2070,7 @@ func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *DeleteAccountRequest) GetId() string {
@@ -1976,7 +2088,7 @@ type DeleteAccountResponse struct {
 
 func (x *DeleteAccountResponse) Reset() {
 	*x = DeleteAccountResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1988,7 +2100,7 @@ func (x *DeleteAccountResponse) String() string {
 func (*DeleteAccountResponse) ProtoMessage() {}
 
 func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2001,7 +2113,7 @@ func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
 }
 
 type SetPasswordRequest struct {
@@ -2014,7 +2126,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2138,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2151,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *SetPasswordRequest) GetId() string {
@@ -2064,7 +2176,7 @@ type SetPasswordResponse struct {
 
 func (x *SetPasswordResponse) Reset() {
 	*x = SetPasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2188,7 @@ func (x *SetPasswordResponse) String() string {
 func (*SetPasswordResponse) ProtoMessage() {}
 
 func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2201,7 @@ func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
 }
 
 type GetRolesRequest struct {
@@ -2101,7 +2213,7 @@ type GetRolesRequest struct {
 
 func (x *GetRolesRequest) Reset() {
 	*x = GetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2113,7 +2225,7 @@ func (x *GetRolesRequest) String() string {
 func (*GetRolesRequest) ProtoMessage() {}
 
 func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2126,7 +2238,7 @@ func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolesRequest.ProtoReflect.Descriptor instead.
 func (*GetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetRolesRequest) GetId() string {
@@ -2146,7 +2258,7 @@ type SetRolesRequest struct {
 
 func (x *SetRolesRequest) Reset() {
 	*x = SetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2158,7 +2270,7 @@ func (x *SetRolesRequest) String() string {
 func (*SetRolesRequest) ProtoMessage() {}
 
 func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2171,7 +2283,7 @@ func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRolesRequest.ProtoReflect.Descriptor instead.
 func (*SetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SetRolesRequest) GetId() string {
@@ -2197,7 +2309,7 @@ type Roles struct {
 
 func (x *Roles) Reset() {
 	*x = Roles{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2321,7 @@ func (x *Roles) String() string {
 func (*Roles) ProtoMessage() {}
 
 func (x *Roles) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2334,7 @@ func (x *Roles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Roles.ProtoReflect.Descriptor instead.
 func (*Roles) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *Roles) GetRoles() []string {
@@ -2245,7 +2357,7 @@ type PGCreds struct {
 
 func (x *PGCreds) Reset() {
 	*x = PGCreds{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2257,7 +2369,7 @@ func (x *PGCreds) String() string {
 func (*PGCreds) ProtoMessage() {}
 
 func (x *PGCreds) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2270,7 +2382,7 @@ func (x *PGCreds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PGCreds.ProtoReflect.Descriptor instead.
 func (*PGCreds) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *PGCreds) GetHost() string {
@@ -2317,7 +2429,7 @@ type GetPGCredsRequest struct {
 
 func (x *GetPGCredsRequest) Reset() {
 	*x = GetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2329,7 +2441,7 @@ func (x *GetPGCredsRequest) String() string {
 func (*GetPGCredsRequest) ProtoMessage() {}
 
 func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2342,7 +2454,7 @@ func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*GetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GetPGCredsRequest) GetAccountId() string {
@@ -2362,7 +2474,7 @@ type SetPGCredsRequest struct {
 
 func (x *SetPGCredsRequest) Reset() {
 	*x = SetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2374,7 +2486,7 @@ func (x *SetPGCredsRequest) String() string {
 func (*SetPGCredsRequest) ProtoMessage() {}
 
 func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2387,7 +2499,7 @@ func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*SetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *SetPGCredsRequest) GetAccountId() string {
@@ -2412,7 +2524,7 @@ type SetPGCredsResponse struct {
 
 func (x *SetPGCredsResponse) Reset() {
 	*x = SetPGCredsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2424,7 +2536,7 @@ func (x *SetPGCredsResponse) String() string {
 func (*SetPGCredsResponse) ProtoMessage() {}
 
 func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2437,7 +2549,7 @@ func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsResponse.ProtoReflect.Descriptor instead.
 func (*SetPGCredsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
 }
 
 type ListEventsRequest struct {
@@ -2453,7 +2565,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2465,7 +2577,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2478,7 +2590,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListEventsRequest) GetType() string {
@@ -2533,7 +2645,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2657,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2670,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -2634,7 +2746,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2646,7 +2758,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2659,7 +2771,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *ListEventsResponse) GetEvents() []*AuditEvent {
@@ -2684,12 +2796,26 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"\rHealthRequest\"(\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\"\x0e\n" +
-	"\fReadyRequest\"\x81\x01\n" +
+	"\fReadyRequest\"\xab\x01\n" +
 	"\rBackendStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
-	"\x06plugin\x18\x04 \x01(\v2\x16.mcias.v1.PluginStatusR\x06plugin\"\x87\x01\n" +
+	"\x06plugin\x18\x04 \x01(\v2\x16.mcias.v1.PluginStatusR\x06plugin\x12(\n" +
+	"\x04sink\x18\x05 \x01(\v2\x14.mcias.v1.SinkStatusR\x04sink\"\xf4\x01\n" +
+	"\n" +
+	"SinkStatus\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x1a\n" +
+	"\brequired\x18\x02 \x01(\bR\brequired\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x03R\x06cursor\x12\x1d\n" +
+	"\n" +
+	"lag_events\x18\x04 \x01(\x03R\tlagEvents\x12\x1f\n" +
+	"\vlag_seconds\x18\x05 \x01(\x01R\n" +
+	"lagSeconds\x12!\n" +
+	"\flag_exceeded\x18\x06 \x01(\bR\vlagExceeded\x12\x1a\n" +
+	"\bfailures\x18\a \x01(\x03R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tR\tlastError\"\x87\x01\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
@@ -2908,128 +3034,130 @@ func file_mcias_v1_mcias_proto_rawDescGZIP() []byte {
 	return file_mcias_v1_mcias_proto_rawDescData
 }
 
-var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_mcias_v1_mcias_proto_goTypes = []any{
 	(*HealthRequest)(nil),             // 0: mcias.v1.HealthRequest
 	(*HealthResponse)(nil),            // 1: mcias.v1.HealthResponse
 	(*ReadyRequest)(nil),              // 2: mcias.v1.ReadyRequest
 	(*BackendStatus)(nil),             // 3: mcias.v1.BackendStatus
-	(*PluginStatus)(nil),              // 4: mcias.v1.PluginStatus
-	(*ReadyResponse)(nil),             // 5: mcias.v1.ReadyResponse
-	(*GetPublicKeyRequest)(nil),       // 6: mcias.v1.GetPublicKeyRequest
-	(*JWK)(nil),                       // 7: mcias.v1.JWK
-	(*GetJWKSRequest)(nil),            // 8: mcias.v1.GetJWKSRequest
-	(*GetJWKSResponse)(nil),           // 9: mcias.v1.GetJWKSResponse
-	(*LoginRequest)(nil),              // 10: mcias.v1.LoginRequest
-	(*LoginResponse)(nil),             // 11: mcias.v1.LoginResponse
-	(*LogoutRequest)(nil),             // 12: mcias.v1.LogoutRequest
-	(*LogoutResponse)(nil),            // 13: mcias.v1.LogoutResponse
-	(*RenewRequest)(nil),              // 14: mcias.v1.RenewRequest
-	(*RenewResponse)(nil),             // 15: mcias.v1.RenewResponse
-	(*MeRequest)(nil),                 // 16: mcias.v1.MeRequest
-	(*Account)(nil),                   // 17: mcias.v1.Account
-	(*ChangePasswordRequest)(nil),     // 18: mcias.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),    // 19: mcias.v1.ChangePasswordResponse
-	(*EnrollTOTPRequest)(nil),         // 20: mcias.v1.EnrollTOTPRequest
-	(*EnrollTOTPResponse)(nil),        // 21: mcias.v1.EnrollTOTPResponse
-	(*ConfirmTOTPRequest)(nil),        // 22: mcias.v1.ConfirmTOTPRequest
-	(*ConfirmTOTPResponse)(nil),       // 23: mcias.v1.ConfirmTOTPResponse
-	(*RemoveTOTPRequest)(nil),         // 24: mcias.v1.RemoveTOTPRequest
-	(*RemoveTOTPResponse)(nil),        // 25: mcias.v1.RemoveTOTPResponse
-	(*ValidateTokenRequest)(nil),      // 26: mcias.v1.ValidateTokenRequest
-	(*ValidateTokenResponse)(nil),     // 27: mcias.v1.ValidateTokenResponse
-	(*IssueServiceTokenRequest)(nil),  // 28: mcias.v1.IssueServiceTokenRequest
-	(*IssueServiceTokenResponse)(nil), // 29: mcias.v1.IssueServiceTokenResponse
-	(*RevokeTokenRequest)(nil),        // 30: mcias.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),       // 31: mcias.v1.RevokeTokenResponse
-	(*ListAccountsRequest)(nil),       // 32: mcias.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),      // 33: mcias.v1.ListAccountsResponse
-	(*CreateAccountRequest)(nil),      // 34: mcias.v1.CreateAccountRequest
-	(*GetAccountRequest)(nil),         // 35: mcias.v1.GetAccountRequest
-	(*UpdateAccountRequest)(nil),      // 36: mcias.v1.UpdateAccountRequest
-	(*DeleteAccountRequest)(nil),      // 37: mcias.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil),     // 38: mcias.v1.DeleteAccountResponse
-	(*SetPasswordRequest)(nil),        // 39: mcias.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),       // 40: mcias.v1.SetPasswordResponse
-	(*GetRolesRequest)(nil),           // 41: mcias.v1.GetRolesRequest
-	(*SetRolesRequest)(nil),           // 42: mcias.v1.SetRolesRequest
-	(*Roles)(nil),                     // 43: mcias.v1.Roles
-	(*PGCreds)(nil),                   // 44: mcias.v1.PGCreds
-	(*GetPGCredsRequest)(nil),         // 45: mcias.v1.GetPGCredsRequest
-	(*SetPGCredsRequest)(nil),         // 46: mcias.v1.SetPGCredsRequest
-	(*SetPGCredsResponse)(nil),        // 47: mcias.v1.SetPGCredsResponse
-	(*ListEventsRequest)(nil),         // 48: mcias.v1.ListEventsRequest
-	(*AuditEvent)(nil),                // 49: mcias.v1.AuditEvent
-	(*ListEventsResponse)(nil),        // 50: mcias.v1.ListEventsResponse
-	nil,                               // 51: mcias.v1.ReadyResponse.BackendsEntry
-	nil,                               // 52: mcias.v1.AuditEvent.DetailsEntry
+	(*SinkStatus)(nil),                // 4: mcias.v1.SinkStatus
+	(*PluginStatus)(nil),              // 5: mcias.v1.PluginStatus
+	(*ReadyResponse)(nil),             // 6: mcias.v1.ReadyResponse
+	(*GetPublicKeyRequest)(nil),       // 7: mcias.v1.GetPublicKeyRequest
+	(*JWK)(nil),                       // 8: mcias.v1.JWK
+	(*GetJWKSRequest)(nil),            // 9: mcias.v1.GetJWKSRequest
+	(*GetJWKSResponse)(nil),           // 10: mcias.v1.GetJWKSResponse
+	(*LoginRequest)(nil),              // 11: mcias.v1.LoginRequest
+	(*LoginResponse)(nil),             // 12: mcias.v1.LoginResponse
+	(*LogoutRequest)(nil),             // 13: mcias.v1.LogoutRequest
+	(*LogoutResponse)(nil),            // 14: mcias.v1.LogoutResponse
+	(*RenewRequest)(nil),              // 15: mcias.v1.RenewRequest
+	(*RenewResponse)(nil),             // 16: mcias.v1.RenewResponse
+	(*MeRequest)(nil),                 // 17: mcias.v1.MeRequest
+	(*Account)(nil),                   // 18: mcias.v1.Account
+	(*ChangePasswordRequest)(nil),     // 19: mcias.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),    // 20: mcias.v1.ChangePasswordResponse
+	(*EnrollTOTPRequest)(nil),         // 21: mcias.v1.EnrollTOTPRequest
+	(*EnrollTOTPResponse)(nil),        // 22: mcias.v1.EnrollTOTPResponse
+	(*ConfirmTOTPRequest)(nil),        // 23: mcias.v1.ConfirmTOTPRequest
+	(*ConfirmTOTPResponse)(nil),       // 24: mcias.v1.ConfirmTOTPResponse
+	(*RemoveTOTPRequest)(nil),         // 25: mcias.v1.RemoveTOTPRequest
+	(*RemoveTOTPResponse)(nil),        // 26: mcias.v1.RemoveTOTPResponse
+	(*ValidateTokenRequest)(nil),      // 27: mcias.v1.ValidateTokenRequest
+	(*ValidateTokenResponse)(nil),     // 28: mcias.v1.ValidateTokenResponse
+	(*IssueServiceTokenRequest)(nil),  // 29: mcias.v1.IssueServiceTokenRequest
+	(*IssueServiceTokenResponse)(nil), // 30: mcias.v1.IssueServiceTokenResponse
+	(*RevokeTokenRequest)(nil),        // 31: mcias.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 32: mcias.v1.RevokeTokenResponse
+	(*ListAccountsRequest)(nil),       // 33: mcias.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),      // 34: mcias.v1.ListAccountsResponse
+	(*CreateAccountRequest)(nil),      // 35: mcias.v1.CreateAccountRequest
+	(*GetAccountRequest)(nil),         // 36: mcias.v1.GetAccountRequest
+	(*UpdateAccountRequest)(nil),      // 37: mcias.v1.UpdateAccountRequest
+	(*DeleteAccountRequest)(nil),      // 38: mcias.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),     // 39: mcias.v1.DeleteAccountResponse
+	(*SetPasswordRequest)(nil),        // 40: mcias.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),       // 41: mcias.v1.SetPasswordResponse
+	(*GetRolesRequest)(nil),           // 42: mcias.v1.GetRolesRequest
+	(*SetRolesRequest)(nil),           // 43: mcias.v1.SetRolesRequest
+	(*Roles)(nil),                     // 44: mcias.v1.Roles
+	(*PGCreds)(nil),                   // 45: mcias.v1.PGCreds
+	(*GetPGCredsRequest)(nil),         // 46: mcias.v1.GetPGCredsRequest
+	(*SetPGCredsRequest)(nil),         // 47: mcias.v1.SetPGCredsRequest
+	(*SetPGCredsResponse)(nil),        // 48: mcias.v1.SetPGCredsResponse
+	(*ListEventsRequest)(nil),         // 49: mcias.v1.ListEventsRequest
+	(*AuditEvent)(nil),                // 50: mcias.v1.AuditEvent
+	(*ListEventsResponse)(nil),        // 51: mcias.v1.ListEventsResponse
+	nil,                               // 52: mcias.v1.ReadyResponse.BackendsEntry
+	nil,                               // 53: mcias.v1.AuditEvent.DetailsEntry
 }
 var file_mcias_v1_mcias_proto_depIdxs = []int32{
-	4,  // 0: mcias.v1.BackendStatus.plugin:type_name -> mcias.v1.PluginStatus
-	51, // 1: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
-	7,  // 2: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
-	17, // 3: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
-	44, // 4: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
-	52, // 5: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
-	49, // 6: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
-	3,  // 7: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
-	0,  // 8: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
-	2,  // 9: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
-	6,  // 10: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
-	8,  // 11: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
-	10, // 12: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
-	12, // 13: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
-	14, // 14: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
-	16, // 15: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
-	18, // 16: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
-	20, // 17: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
-	22, // 18: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
-	24, // 19: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
-	26, // 20: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
-	28, // 21: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
-	30, // 22: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
-	32, // 23: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
-	34, // 24: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
-	35, // 25: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
-	36, // 26: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
-	37, // 27: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
-	39, // 28: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
-	41, // 29: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
-	42, // 30: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
-	45, // 31: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
-	46, // 32: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
-	48, // 33: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
-	1,  // 34: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
-	5,  // 35: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
-	7,  // 36: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
-	9,  // 37: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
-	11, // 38: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
-	13, // 39: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
-	15, // 40: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
-	17, // 41: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
-	19, // 42: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
-	21, // 43: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
-	23, // 44: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
-	25, // 45: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
-	27, // 46: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
-	29, // 47: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
-	31, // 48: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
-	33, // 49: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
-	17, // 50: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
-	17, // 51: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
-	17, // 52: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
-	38, // 53: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
-	40, // 54: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
-	43, // 55: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
-	43, // 56: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
-	44, // 57: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
-	47, // 58: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
-	50, // 59: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
-	34, // [34:60] is the sub-list for method output_type
-	8,  // [8:34] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	5,  // 0: mcias.v1.BackendStatus.plugin:type_name -> mcias.v1.PluginStatus
+	4,  // 1: mcias.v1.BackendStatus.sink:type_name -> mcias.v1.SinkStatus
+	52, // 2: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
+	8,  // 3: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
+	18, // 4: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
+	45, // 5: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
+	53, // 6: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
+	50, // 7: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
+	3,  // 8: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
+	0,  // 9: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
+	2,  // 10: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
+	7,  // 11: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
+	9,  // 12: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
+	11, // 13: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
+	13, // 14: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
+	15, // 15: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
+	17, // 16: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
+	19, // 17: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
+	21, // 18: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
+	23, // 19: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
+	25, // 20: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
+	27, // 21: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
+	29, // 22: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
+	31, // 23: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
+	33, // 24: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
+	35, // 25: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
+	36, // 26: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
+	37, // 27: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
+	38, // 28: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
+	40, // 29: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
+	42, // 30: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
+	43, // 31: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
+	46, // 32: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
+	47, // 33: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
+	49, // 34: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
+	1,  // 35: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
+	6,  // 36: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
+	8,  // 37: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
+	10, // 38: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
+	12, // 39: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
+	14, // 40: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
+	16, // 41: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
+	18, // 42: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
+	20, // 43: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
+	22, // 44: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
+	24, // 45: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
+	26, // 46: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
+	28, // 47: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
+	30, // 48: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
+	32, // 49: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
+	34, // 50: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
+	18, // 51: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
+	18, // 52: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
+	18, // 53: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
+	39, // 54: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
+	41, // 55: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
+	44, // 56: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
+	44, // 57: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
+	45, // 58: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
+	48, // 59: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
+	51, // 60: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
+	35, // [35:61] is the sub-list for method output_type
+	9,  // [9:35] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_mcias_v1_mcias_proto_init() }
@@ -3037,15 +3165,15 @@ func file_mcias_v1_mcias_proto_init() {
 	if File_mcias_v1_mcias_proto != nil {
 		return
 	}
-	file_mcias_v1_mcias_proto_msgTypes[28].OneofWrappers = []any{}
-	file_mcias_v1_mcias_proto_msgTypes[36].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[29].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[37].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_v1_mcias_proto_rawDesc), len(file_mcias_v1_mcias_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   53,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

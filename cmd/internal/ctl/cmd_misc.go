@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -107,13 +109,14 @@ func ready(ctx context.Context, a *app, c *command, args []string) error {
 		printRaw(a.sys.Stdout, raw)
 	} else {
 		fmt.Fprintln(a.sys.Stdout, clean(r.Status))
-		printTable(a.sys.Stdout, readyHeader, readyRows(r))
+		header, rows := readyTable(r)
+		printTable(a.sys.Stdout, header, rows)
 	}
 	if notReady {
 		down := []string{}
-		for _, row := range readyRows(r) {
-			if row[2] != "up" {
-				down = append(down, row[0])
+		for _, role := range slices.Sorted(maps.Keys(r.Backends)) {
+			if r.Backends[role].holdsDown() {
+				down = append(down, role)
 			}
 		}
 		return fmt.Errorf("%w; down: %s (unavailable)", errNotReady, strings.Join(down, ", "))

@@ -170,7 +170,12 @@ func fromJWK(k *pb.JWK) jwk {
 func fromReady(r *pb.ReadyResponse) readiness {
 	out := readiness{Status: r.GetStatus(), Backends: map[string]backendState{}}
 	for role, b := range r.GetBackends() {
-		out.Backends[role] = backendState{Name: b.GetName(), Status: b.GetStatus(), Error: b.GetError()}
+		st := backendState{Name: b.GetName(), Status: b.GetStatus(), Error: b.GetError()}
+		if sk := b.GetSink(); sk != nil {
+			st.Sink = &sinkState{State: sk.GetState(), Required: sk.GetRequired(), LagEvents: sk.GetLagEvents(),
+				LagSeconds: sk.GetLagSeconds(), LagExceeded: sk.GetLagExceeded()}
+		}
+		out.Backends[role] = st
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Wire shapes of DESIGN.md "REST JSON shapes" / api/openapi.yaml, as far
@@ -93,9 +94,25 @@ type jwks struct {
 }
 
 type backendState struct {
-	Name   string `json:"name"`
-	Status string `json:"status"`
-	Error  string `json:"error"`
+	Name   string     `json:"name"`
+	Status string     `json:"status"`
+	Error  string     `json:"error"`
+	Sink   *sinkState `json:"sink"`
+}
+
+// sinkState is an audit sink's delivery, as far as the table shows it.
+type sinkState struct {
+	State       string  `json:"state"`
+	Required    bool    `json:"required"`
+	LagEvents   int64   `json:"lag_events"`
+	LagSeconds  float64 `json:"lag_seconds"`
+	LagExceeded bool    `json:"lag_exceeded"`
+}
+
+// holdsDown: this backend is a reason the server is not ready (a sink
+// only when required and beyond its bound).
+func (b backendState) holdsDown() bool {
+	return b.Status != "up" && (b.Sink == nil || b.Sink.LagExceeded)
 }
 
 type readiness struct {
@@ -225,16 +242,40 @@ func formatDetails(d map[string]string) string {
 	return strings.Join(parts, " ")
 }
 
-func readyRows(r readiness) [][]string {
-	rows := make([][]string, 0, len(r.Backends))
+// readyTable is the readiness report as a table; with audit sinks it has
+// a DELIVERY column (state, events behind, age of the oldest of them).
+func readyTable(r readiness) (header []string, rows [][]string) {
+	header = []string{"BACKEND", "NAME", "STATUS", "ERROR"}
+	sinks := false
+	for _, b := range r.Backends {
+		sinks = sinks || b.Sink != nil
+	}
+	if sinks {
+		header = append(header, "DELIVERY")
+	}
 	for _, role := range slices.Sorted(maps.Keys(r.Backends)) {
 		b := r.Backends[role]
-		rows = append(rows, []string{role, b.Name, b.Status, b.Error})
+		row := []string{role, b.Name, b.Status, b.Error}
+		if sinks {
+			d := ""
+			if sk := b.Sink; sk != nil {
+				d = fmt.Sprintf("%s, %d behind", sk.State, sk.LagEvents)
+				if sk.LagSeconds > 0 {
+					d += fmt.Sprintf(" (%s)", time.Duration(sk.LagSeconds*float64(time.Second)).Round(time.Second))
+				}
+				if sk.Required {
+					d += ", required"
+				}
+				if sk.LagExceeded {
+					d += ", beyond bound"
+				}
+			}
+			row = append(row, d)
+		}
+		rows = append(rows, row)
 	}
-	return rows
+	return header, rows
 }
-
-var readyHeader = []string{"BACKEND", "NAME", "STATUS", "ERROR"}
 
 func yesNo(b bool) string {
 	if b {

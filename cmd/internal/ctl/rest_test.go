@@ -438,6 +438,13 @@ func TestCLIErrors(t *testing.T) {
 			[]string{"-json", "token", "validate", jwtLike}, 1, "{\"valid\":false}\n", ""},
 		{"case=not ready", reply{503, `{"status":"unavailable","backends":{"storage":{"name":"sqlite","status":"down","error":"database is locked"},"custody":{"name":"local","status":"up"}}}`, nil},
 			[]string{"ready"}, 1, "unavailable\nBACKEND  NAME    STATUS  ERROR\ncustody  local   up      -\nstorage  sqlite  down    database is locked\n", "mciasctl: server is not ready; down: storage (unavailable)\n"},
+		{"case=not ready for a required sink", reply{503, `{"status":"unavailable","backends":{"storage":{"name":"sqlite","status":"up"},` +
+			`"audit:siem":{"name":"webhook","status":"down","error":"audit sink lags beyond its bound","sink":{"state":"open","required":true,"cursor":3,"lag_events":12,"lag_seconds":300,"lag_exceeded":true,"failures":7,"last_error":"timeout"}},` +
+			`"audit:file":{"name":"file","status":"down","error":"audit sink unavailable","sink":{"state":"retrying","required":false,"cursor":14,"lag_events":1,"lag_seconds":0.5,"lag_exceeded":false,"failures":1,"last_error":"unavailable"}}}}`, nil},
+			[]string{"ready"}, 1, "unavailable\nBACKEND     NAME     STATUS  ERROR                             DELIVERY\n" +
+				"audit:file  file     down    audit sink unavailable            retrying, 1 behind (1s)\n" +
+				"audit:siem  webhook  down    audit sink lags beyond its bound  open, 12 behind (5m0s), required, beyond bound\n" +
+				"storage     sqlite   up      -                                 -\n", "mciasctl: server is not ready; down: audit:siem (unavailable)\n"},
 		{"case=ready", reply{200, `{"status":"ready","backends":{"storage":{"name":"sqlite","status":"up"}}}`, nil},
 			[]string{"ready"}, 0, "ready\nBACKEND  NAME    STATUS  ERROR\nstorage  sqlite  up      -\n", ""},
 		{"case=garbled success body", reply{200, `{"accounts":`, nil},
