@@ -49,6 +49,7 @@ const (
 	DefaultBreakerCooldown = time.Minute
 	DefaultCheckpointEvery = time.Minute
 	DefaultLeaseTTL        = 30 * time.Second
+	DefaultBatchDelay      = 50 * time.Millisecond
 )
 
 // sinkStatusLogEvery rate-limits the "still failing" log line of a sink
@@ -62,6 +63,14 @@ type AuditDelivery struct {
 	RetryMax        time.Duration // retry delay cap; default 30s
 	BreakerFailures int           // consecutive failures that open the breaker; default 5
 	BreakerCooldown time.Duration // how long an open breaker rests; default 1m
+	// BatchDelay is how long a worker waits after delivering a batch
+	// that did not fill sinkBatch, so that events arriving meanwhile go
+	// out together: a sink's durable write (an fsync, a POST) and the
+	// cursor's write transaction then happen at most once per BatchDelay
+	// however many requests commit, instead of once per request, where
+	// they would compete with the requests' own commits. A burst after
+	// an idle spell goes out at once; default 50ms, negative: none.
+	BatchDelay time.Duration
 	// CheckpointEvery is the checkpoint period (see checkpoint.go);
 	// default 1m, negative: no checkpoints.
 	CheckpointEvery time.Duration
@@ -77,6 +86,7 @@ func (a *AuditDelivery) applyDefaults() error {
 	def(&a.RetryMin, DefaultRetryMin)
 	def(&a.RetryMax, DefaultRetryMax)
 	def(&a.BreakerCooldown, DefaultBreakerCooldown)
+	def(&a.BatchDelay, DefaultBatchDelay)
 	def(&a.CheckpointEvery, DefaultCheckpointEvery)
 	if a.BreakerFailures == 0 {
 		a.BreakerFailures = DefaultBreakerFailures
@@ -368,6 +378,7 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 	poll := time.NewTicker(sinkPollInterval)
 	defer poll.Stop()
 	storeFailures := 0
+	pause := false // the last batch was short: let the next one gather
 	for {
 		if persisted < cursor {
 			if err := s.store.Audit().SetSinkCursor(ctx, w.cfg.Name, cursor); err == nil {
@@ -376,6 +387,10 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 				s.log.Warn("core: audit sink: cannot store its cursor", "sink", w.cfg.Name, "cursor", cursor, "err", err)
 			}
 		}
+		if pause && s.cfg.Audit.BatchDelay > 0 {
+			sleep(ctx, s.cfg.Audit.BatchDelay)
+		}
+		pause = false
 		if ctx.Err() != nil {
 			s.flushSink(w, cursor, persisted)
 			return
@@ -414,6 +429,7 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 		if err == nil {
 			cursor = evs[len(evs)-1].Seq
 			s.setState(w, SinkOK, nil, 0, cursor)
+			pause = len(evs) < sinkBatch
 			continue
 		}
 		if ctx.Err() != nil {

@@ -687,3 +687,38 @@ func testSinkLeaseTakeover(t *testing.T, backend string) {
 		t.Fatalf("a got %d, b got %d, storage holds %d: lost, doubled or out of order", len(ga), len(gb), len(all()))
 	}
 }
+
+// Events that trickle in one at a time go out in batches, one Deliver
+// (and one cursor write) per BatchDelay, not one per request: a sink's
+// durable write per request would compete with the requests' own commits
+// (two file sinks cut token issue throughput to a third before this).
+func TestSinkBatchesATrickle(t *testing.T) {
+	sk := newCtlSink("trickle")
+	e := newEnvWith(t, func(c *core.Config) {
+		fastDelivery(c)
+		c.Audit.BatchDelay = 300 * time.Millisecond
+	}, core.SinkConfig{Name: "trickle", Sink: sk})
+	eventually(t, "bootstrap events delivered", func() bool { got, _, _ := sk.snapshot(); return len(got) == len(e.events()) })
+	_, before, _ := sk.snapshot()
+	const n = 40
+	start := time.Now()
+	for range n {
+		if _, err := e.svc.Login(t.Context(), core.Caller{IP: "192.0.2.9", RequestID: "req-trickle"}, "nobody", "wrong password", ""); err == nil {
+			t.Fatal("login of an unknown account succeeded")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	spent := time.Since(start)
+	want := e.events()
+	eventually(t, "trickle delivered", func() bool { got, _, _ := sk.snapshot(); return len(got) == len(want) })
+	got, after, _ := sk.snapshot()
+	if !sameIDs(got, want) {
+		t.Fatal("sink does not hold the stored events in order")
+	}
+	// One call per batch delay over the time the logins took, plus the
+	// first event after idle and the tail; without batching it is one
+	// call per event.
+	if calls, most := after-before, int(spent/(300*time.Millisecond))+3; calls > most {
+		t.Fatalf("%d events over %s took %d Deliver calls, want at most %d", n, spent.Round(time.Millisecond), calls, most)
+	}
+}

@@ -41,7 +41,7 @@ func withSinks(tables func(dir string) string) func(dir, cfg string) string {
 func twoSinks(dir string) string {
 	var b strings.Builder
 	for _, name := range []string{"primary", "secondary"} {
-		fmt.Fprintf(&b, "[[audit.sinks]]\nuri = %q\n\n", "file:"+filepath.Join(dir, "audit-"+name+".jsonl"))
+		fmt.Fprintf(&b, "[[audit.sinks]]\nname = %q\nuri = %q\n\n", name, "file:"+filepath.Join(dir, "audit-"+name+".jsonl"))
 	}
 	return b.String()
 }

@@ -96,6 +96,7 @@ type AuditConfig struct {
 	BreakerFailures int          `toml:"breaker_failures"` // failures in a row that open the breaker
 	BreakerCooldown Duration     `toml:"breaker_cooldown"` // rest of an open breaker before one probe
 	CheckpointEvery Duration     `toml:"checkpoint_every"` // 0: no checkpoints
+	BatchDelay      Duration     `toml:"batch_delay"`      // gather events this long after a short batch; 0: none
 	// LeaseTTL is how long a node's claim to a job (a sink's delivery,
 	// checkpoints, key rotation) outlives it on a store shared by nodes.
 	LeaseTTL Duration `toml:"lease_ttl"`
@@ -197,6 +198,7 @@ func defaultConfig() Config {
 			BreakerFailures: core.DefaultBreakerFailures,
 			BreakerCooldown: Duration{core.DefaultBreakerCooldown},
 			CheckpointEvery: Duration{core.DefaultCheckpointEvery},
+			BatchDelay:      Duration{core.DefaultBatchDelay},
 			LeaseTTL:        Duration{core.DefaultLeaseTTL},
 		},
 		Password: PasswordConfig{
@@ -447,6 +449,9 @@ func (c *Config) validateAudit(add func(string, ...any)) {
 	if a.CheckpointEvery.Duration < 0 {
 		add("audit.checkpoint_every must be 0 (no checkpoints) or positive")
 	}
+	if d := a.BatchDelay.Duration; d < 0 || d > 10*time.Second {
+		add("audit.batch_delay must be between 0 (none) and 10s")
+	}
 	if a.LeaseTTL.Duration > 0 && a.LeaseTTL.Duration < time.Second {
 		add("audit.lease_ttl must be at least 1s")
 	}
@@ -515,6 +520,10 @@ func (a AuditConfig) coreDelivery() core.AuditDelivery {
 	if every == 0 {
 		every = -1 // the core reads 0 as "default"
 	}
+	batchDelay := a.BatchDelay.Duration
+	if batchDelay == 0 {
+		batchDelay = -1
+	}
 	return core.AuditDelivery{
 		DeliverTimeout:  a.DeliverTimeout.Duration,
 		RetryMin:        a.RetryMin.Duration,
@@ -522,6 +531,7 @@ func (a AuditConfig) coreDelivery() core.AuditDelivery {
 		BreakerFailures: a.BreakerFailures,
 		BreakerCooldown: a.BreakerCooldown.Duration,
 		CheckpointEvery: every,
+		BatchDelay:      batchDelay,
 	}
 }
 
