@@ -159,6 +159,8 @@ func TestGRPCFlavor(t *testing.T) {
 		{"case=pgcreds get", admin, []string{"pgcreds", "get", id}, exitOK, "password: pg secret", ""},
 		{"case=token issue bad ttl", admin, []string{"token", "issue", "-account", id, "-ttl", "1ms"}, exitUsage, "", "-ttl must be at least 1s"},
 		{"case=audit list", admin, []string{"audit", "list", "-type", "account_create"}, exitOK, "account_create", ""},
+		{"case=key list", admin, []string{"key", "list"}, exitOK, "active", ""},
+		{"case=key list -json", admin, []string{"-json", "key", "list"}, exitOK, `"jwk":{"kty":"OKP"`, ""},
 		{"case=logout -json prints nothing", map[string]string{"MCIAS_TOKEN": "garbage"}, []string{"-json", "auth", "logout"}, exitAuth, "", "(unauthorized, gRPC Unauthenticated)"},
 		{"case=no token", nil, []string{"account", "list"}, exitAuth, "", "mciasgrpcctl: no token"},
 		{"case=wrong password", map[string]string{"MCIAS_PASSWORD": "wrong password"}, []string{"auth", "login", "-username", "admin"}, exitAuth, "", "invalid username, password or TOTP code (invalid_credentials, gRPC Unauthenticated)"},
@@ -188,6 +190,30 @@ func TestGRPCFlavor(t *testing.T) {
 	}
 	if code, _, _ := grpcctl(t, addr, caFile, nil, "token", "validate", "-audience", "ci", svcToken); code != exitFailed {
 		t.Errorf("validate after revoke: exit %d, want %d", code, exitFailed)
+	}
+
+	// Key rotation over gRPC, as mciasctl does it over REST: a normal
+	// rotation publishes a next key; an emergency one retires the active
+	// key and ends every session, the caller's too.
+	code, stdout, stderr = grpcctl(t, addr, caFile, admin, "key", "rotate")
+	if code != exitOK || !strings.Contains(stdout, "next") || !strings.Contains(stdout, "the next key signs from") {
+		t.Fatalf("key rotate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = grpcctl(t, addr, caFile, admin, "key", "rotate", "-emergency")
+	if code != exitOK || !strings.Contains(stdout, "revoked tokens: 1") || strings.Contains(stdout, "next ") {
+		t.Fatalf("key rotate -emergency: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, _, stderr := grpcctl(t, addr, caFile, admin, "key", "list"); code != exitAuth {
+		t.Errorf("key list with a token of the retired key: exit %d (%q), want %d", code, stderr, exitAuth)
+	}
+	code, stdout, stderr = grpcctl(t, addr, caFile, map[string]string{"MCIAS_PASSWORD": grpcAdminPass}, "auth", "login", "-username", "admin")
+	if code != exitOK {
+		t.Fatalf("login after emergency rotation: exit %d, %q", code, stderr)
+	}
+	// The retired key stays listed, so what it signed still verifies.
+	code, stdout, stderr = grpcctl(t, addr, caFile, map[string]string{"MCIAS_TOKEN": strings.TrimSpace(stdout)}, "key", "list")
+	if code != exitOK || strings.Count(stdout, "retired") != 1 || strings.Count(stdout, "active") != 1 {
+		t.Errorf("key list after emergency rotation: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 
