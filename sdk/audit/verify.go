@@ -126,6 +126,8 @@ func (v *Verifier) Add(ev Event) error {
 		return v.res.Break
 	}
 	switch {
+	case len(ev.PrevHash) == 0 && len(ev.Hash) == 0:
+		return fail("the event carries no chain hashes: the storage backend does not chain events")
 	case ev.Seq <= v.res.HeadSeq:
 		return fail("seq %d does not follow seq %d (events reordered or repeated)", ev.Seq, v.res.HeadSeq)
 	case !bytes.Equal(ev.PrevHash, v.res.HeadHash):

@@ -223,6 +223,11 @@ func TestVerifyFindsFirstBrokenLink(t *testing.T) {
 			evs[10] = cp
 			return rechain(evs, 10)
 		}, 11, "does not verify"},
+		{"case=unchained events", func(b *chainBuilder) []audit.Event {
+			evs := slices.Clone(b.events)
+			evs[0].PrevHash, evs[0].Hash = nil, nil
+			return evs
+		}, 1, "no chain hashes"},
 		{"case=checkpoint from unknown key", func(b *chainBuilder) []audit.Event {
 			evs := slices.Clone(b.events)
 			cp := evs[10]

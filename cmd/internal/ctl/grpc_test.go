@@ -26,6 +26,8 @@ import (
 	"github.com/metacircular/mcias/backends/storage/sqlite"
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/password"
+	"github.com/metacircular/mcias/sdk/custody"
+	"github.com/metacircular/mcias/sdk/storage"
 )
 
 const grpcAdminPass = "correct horse battery staple"
@@ -33,6 +35,20 @@ const grpcAdminPass = "correct horse battery staple"
 // grpcServer runs the real gRPC frontend (SQLite, local custody, core)
 // over TLS on loopback, and returns its address and a CA file for it.
 func grpcServer(t *testing.T) (addr, caFile string) {
+	t.Helper()
+	rc := newRealCore(t)
+	return serveGRPC(t, rc.svc)
+}
+
+// realCore is a core on SQLite and local custody with the bootstrap
+// admin, and its backends for tests that reach below the API.
+type realCore struct {
+	svc   *core.Service
+	store storage.Store
+	cust  custody.Custodian
+}
+
+func newRealCore(t *testing.T) realCore {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -60,6 +76,13 @@ func grpcServer(t *testing.T) (addr, caFile string) {
 	if _, err := svc.Bootstrap(ctx, "admin", grpcAdminPass); err != nil {
 		t.Fatal(err)
 	}
+	return realCore{svc: svc, store: store, cust: cust}
+}
+
+// serveGRPC serves svc over gRPC with TLS on loopback.
+func serveGRPC(t *testing.T, svc *core.Service) (addr, caFile string) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cert, caFile := selfSigned(t)
 	srv, err := grpcapi.New(svc, grpcapi.Config{Logger: logger},
 		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
