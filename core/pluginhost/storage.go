@@ -23,10 +23,24 @@ func (h *Host) Storage(ctx context.Context, p Plugin, uri string) (storage.Store
 	if err != nil {
 		return nil, err
 	}
-	return &supervisedStore{s}, nil
+	w := &supervisedStore{s}
+	s.mu.RLock()
+	_, leases := s.cur.(storage.Leaser)
+	s.mu.RUnlock()
+	if leases {
+		// Like the client shim, the store is a Leaser only when the
+		// plugin's store is one.
+		return &leasingStore{w}, nil
+	}
+	return w, nil
 }
 
 type supervisedStore struct{ s *supervisor[storage.Store] }
+
+// leasingStore is the supervised store of a plugin with leases.
+type leasingStore struct{ *supervisedStore }
+
+var _ storage.Leaser = (*leasingStore)(nil)
 
 func (w *supervisedStore) PluginStatus() Status { return w.s.status() }
 
@@ -145,6 +159,14 @@ func (w *auditW) ReadEvents(ctx context.Context, afterSeq int64, limit int) ([]a
 	})
 }
 
+func (w *auditW) SinkCursor(ctx context.Context, sink string) (int64, error) {
+	return call(w.s, ctx, func(ctx context.Context, b storage.Store) (int64, error) { return b.Audit().SinkCursor(ctx, sink) })
+}
+
+func (w *auditW) SetSinkCursor(ctx context.Context, sink string, seq int64) error {
+	return call0(w.s, ctx, func(ctx context.Context, b storage.Store) error { return b.Audit().SetSinkCursor(ctx, sink, seq) })
+}
+
 // WatchChanges implements storage.ChangeFeed through the plugin process
 // running now. A watch lasts, so the call timeout does not bound it; it
 // ends when that process dies, and the caller watches again after the
@@ -181,4 +203,28 @@ func (w *supervisedStore) TakeLoginAttempt(ctx context.Context, key string, rate
 		return took{allowed, wait}, err
 	})
 	return r.ok, r.wait, err
+}
+
+// AcquireLease implements storage.Leaser through the plugin process,
+// bounded by the call timeout like any other call. A plugin restarted
+// without leases answers sdk.ErrNotImplemented.
+func (w *leasingStore) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	return call(w.s, ctx, func(ctx context.Context, b storage.Store) (bool, error) {
+		l, ok := b.(storage.Leaser)
+		if !ok {
+			return false, fmt.Errorf("plugin %s: acquire lease: %w", w.s.p.Name, sdk.ErrNotImplemented)
+		}
+		return l.AcquireLease(ctx, name, holder, ttl)
+	})
+}
+
+// ReleaseLease implements storage.Leaser through the plugin process.
+func (w *leasingStore) ReleaseLease(ctx context.Context, name, holder string) error {
+	return call0(w.s, ctx, func(ctx context.Context, b storage.Store) error {
+		l, ok := b.(storage.Leaser)
+		if !ok {
+			return fmt.Errorf("plugin %s: release lease: %w", w.s.p.Name, sdk.ErrNotImplemented)
+		}
+		return l.ReleaseLease(ctx, name, holder)
+	})
 }

@@ -21,6 +21,10 @@ func TestConformance(t *testing.T) {
 	uri := func(t *testing.T) string { return "jsonstore://" + filepath.Join(t.TempDir(), "state.json") }
 	closeAtEnd := func(t *testing.T, s storage.Store) {
 		t.Cleanup(func() { _ = s.Close(context.WithoutCancel(t.Context())) })
+		// The backend has leases, and each way must expose them.
+		if _, ok := s.(storage.Leaser); !ok {
+			t.Fatalf("%T is no storage.Leaser", s)
+		}
 	}
 	t.Run("way=direct", func(t *testing.T) {
 		storagetest.RunTests(t, func(t *testing.T) storage.Store {

@@ -63,6 +63,8 @@ func eventToPB(e audit.Event) *auditv1.Event {
 		RequestId: e.RequestID,
 		Outcome:   string(e.Outcome),
 		Details:   e.Details,
+		PrevHash:  e.PrevHash,
+		Hash:      e.Hash,
 	}
 }
 
@@ -78,6 +80,8 @@ func eventFromPB(m *auditv1.Event) audit.Event {
 		RequestID: m.GetRequestId(),
 		Outcome:   audit.Outcome(m.GetOutcome()),
 		Details:   m.GetDetails(),
+		PrevHash:  m.GetPrevHash(),
+		Hash:      m.GetHash(),
 	}
 }
 
@@ -250,6 +254,7 @@ func tokenFilterToPB(f storage.TokenFilter) *storagev1.ListTokensRequest {
 		RevokedOnly:  f.RevokedOnly,
 		ExpiresAfter: timeToPB(f.ExpiresAfter),
 		RevokedAfter: timeToPB(f.RevokedAfter),
+		Kid:          f.KID,
 		Limit:        int64(f.Limit),
 	}
 }
@@ -260,6 +265,7 @@ func tokenFilterFromPB(m *storagev1.ListTokensRequest) storage.TokenFilter {
 		RevokedOnly:  m.GetRevokedOnly(),
 		ExpiresAfter: timeFromPB(m.GetExpiresAfter()),
 		RevokedAfter: timeFromPB(m.GetRevokedAfter()),
+		KID:          m.GetKid(),
 		Limit:        int(m.GetLimit()),
 	}
 }

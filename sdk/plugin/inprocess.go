@@ -42,7 +42,7 @@ func StorageOverGRPC(ctx context.Context, f storage.Factory, uri string, logger 
 	if err != nil {
 		return nil, nil, err
 	}
-	return cli, stop, nil
+	return cli.store(), stop, nil
 }
 
 // CustodyOverGRPC serves the custodian f opens from uri and returns the

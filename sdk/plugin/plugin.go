@@ -166,7 +166,7 @@ func OpenStorage(ctx context.Context, c *goplugin.Client, uri string) (storage.S
 	if err := s.open(ctx, uri); err != nil {
 		return nil, err
 	}
-	return s, nil
+	return s.store(), nil
 }
 
 // OpenCustody is OpenStorage for a custody plugin.

@@ -17,6 +17,9 @@ import (
 // fromStatus, so errors.Is works against the sdk kinds.
 type storageClient struct {
 	c storagev1.StorageClient
+	// leases is what the plugin's Open answered: its store is a
+	// storage.Leaser.
+	leases bool
 }
 
 var _ interface {
@@ -41,8 +44,21 @@ func (s *storageClient) Credentials() storage.CredentialStore { return s }
 func (s *storageClient) Audit() storage.AuditStore            { return s }
 
 func (s *storageClient) open(ctx context.Context, uri string) error {
-	_, err := s.c.Open(ctx, &storagev1.OpenRequest{Uri: uri})
-	return fromStatus("storage plugin: open", err)
+	resp, err := s.c.Open(ctx, &storagev1.OpenRequest{Uri: uri})
+	if err != nil {
+		return fromStatus("storage plugin: open", err)
+	}
+	s.leases = resp.GetLeases()
+	return nil
+}
+
+// store is the opened client as the host sees it: with the optional
+// capabilities the plugin's store has, and only those.
+func (s *storageClient) store() storage.Store {
+	if s.leases {
+		return &leasingClient{s}
+	}
+	return s
 }
 
 func (s *storageClient) Info(ctx context.Context) (storage.Info, error) {
@@ -197,4 +213,17 @@ func (s *storageClient) ReadEvents(ctx context.Context, afterSeq int64, limit in
 		return nil, fromStatus("storage plugin: read events", err)
 	}
 	return eventsFromPB(resp.GetEvents()), nil
+}
+
+func (s *storageClient) SinkCursor(ctx context.Context, sink string) (int64, error) {
+	resp, err := s.c.SinkCursor(ctx, &storagev1.SinkCursorRequest{Sink: sink})
+	if err != nil {
+		return 0, fromStatus("storage plugin: sink cursor", err)
+	}
+	return resp.GetSeq(), nil
+}
+
+func (s *storageClient) SetSinkCursor(ctx context.Context, sink string, seq int64) error {
+	_, err := s.c.SetSinkCursor(ctx, &storagev1.SetSinkCursorRequest{Sink: sink, Seq: seq})
+	return fromStatus("storage plugin: set sink cursor", err)
 }

@@ -26,7 +26,12 @@ func (s *storageServer) Open(ctx context.Context, req *storagev1.OpenRequest) (*
 	if err := s.store.open(ctx, req.GetUri(), s.logger, s.factory); err != nil {
 		return nil, toStatus(err)
 	}
-	return &storagev1.OpenResponse{}, nil
+	st, err := s.store.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	_, leases := st.(storage.Leaser)
+	return &storagev1.OpenResponse{Leases: leases}, nil
 }
 
 func (s *storageServer) Close(ctx context.Context, _ *storagev1.CloseRequest) (*storagev1.CloseResponse, error) {
@@ -245,4 +250,27 @@ func (s *storageServer) ReadEvents(ctx context.Context, req *storagev1.ReadEvent
 		return nil, toStatus(err)
 	}
 	return &storagev1.ReadEventsResponse{Events: eventsToPB(evs)}, nil
+}
+
+func (s *storageServer) SinkCursor(ctx context.Context, req *storagev1.SinkCursorRequest) (*storagev1.SinkCursorResponse, error) {
+	st, err := s.store.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	seq, err := st.Audit().SinkCursor(ctx, req.GetSink())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagev1.SinkCursorResponse{Seq: seq}, nil
+}
+
+func (s *storageServer) SetSinkCursor(ctx context.Context, req *storagev1.SetSinkCursorRequest) (*storagev1.SetSinkCursorResponse, error) {
+	st, err := s.store.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if err := st.Audit().SetSinkCursor(ctx, req.GetSink(), req.GetSeq()); err != nil {
+		return nil, toStatus(err)
+	}
+	return &storagev1.SetSinkCursorResponse{}, nil
 }

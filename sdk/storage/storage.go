@@ -2,9 +2,11 @@ package storage
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
+	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 )
 
@@ -146,7 +148,10 @@ type TokenFilter struct {
 	// RevokedAfter selects tokens revoked after this instant (a change
 	// feed for revocation caches).
 	RevokedAfter time.Time
-	Limit        int // 0 means no limit
+	// KID selects tokens signed by this key id (emergency rotation finds
+	// the tokens of a compromised key).
+	KID   string
+	Limit int // 0 means no limit
 }
 
 // TokenStore holds issued-token records and revocation.
@@ -210,7 +215,34 @@ type EventFilter struct {
 	Limit int
 }
 
+// MaxNameLen bounds a sink name of SinkCursor and SetSinkCursor, and a
+// lease name or holder of Leaser (bytes).
+const MaxNameLen = 200
+
+// CheckName is the rule for sink names, lease names and lease holders
+// that every backend applies: not empty and at most MaxNameLen bytes;
+// otherwise an error wrapping sdk.ErrInvalidArgument that names what.
+func CheckName(what, name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty %s", sdk.ErrInvalidArgument, what)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: %s longer than %d bytes", sdk.ErrInvalidArgument, what, MaxNameLen)
+	}
+	return nil
+}
+
 // AuditStore holds the audit log.
+//
+// The log is a hash chain: whenever a write stores an event (AppendEvent
+// and every write that takes an audit.Event), the store, inside that
+// write's transaction, assigns the event the next Seq, sets PrevHash to
+// the Hash of the event with the next lower Seq (audit.GenesisHash for
+// the first) and Hash to audit.ChainHash(PrevHash, event) computed over
+// the event as stored (its Seq, and its Time at the microsecond precision
+// every backend keeps), and stores both. Writes that store events are
+// serialised, so the chain is linear and Seq increases in commit order
+// with no gap; a write that fails stores no event.
 type AuditStore interface {
 	// AppendEvent stores an event that records no state change (a failed
 	// login, a read of a credential). sdk.ErrConflict when its ID exists.
@@ -221,6 +253,15 @@ type AuditStore interface {
 	// Seq > afterSeq, oldest first: the feed that delivery to sinks
 	// follows.
 	ReadEvents(ctx context.Context, afterSeq int64, limit int) ([]audit.Event, error)
+	// SinkCursor returns the Seq of the last event delivered to the sink
+	// named sink (0 when none yet).
+	SinkCursor(ctx context.Context, sink string) (int64, error)
+	// SetSinkCursor records that the sink has every event up to seq. A
+	// cursor never moves backwards: a seq lower than the stored one is
+	// ignored, not an error. Both cursor methods fail with
+	// sdk.ErrInvalidArgument for an empty sink name or one longer than
+	// MaxNameLen, and SetSinkCursor for a negative seq.
+	SetSinkCursor(ctx context.Context, sink string, seq int64) error
 }
 
 // Info describes a store.
@@ -292,6 +333,27 @@ type LoginLimiter interface {
 	// store cannot answer; sdk.ErrNotImplemented when the store has no
 	// shared buckets (a plugin whose backend lacks them).
 	TakeLoginAttempt(ctx context.Context, key string, ratePerMinute float64, burst int, now time.Time) (allowed bool, retryAfter time.Duration, err error)
+}
+
+// Leaser is an optional capability of a store that several processes
+// share: named leases with a time to live, so that exactly one of several
+// server nodes does a job (rotates keys, delivers to one sink, writes
+// checkpoints) and another takes over when it stops renewing.
+type Leaser interface {
+	// AcquireLease takes the lease named name for holder for ttl when it
+	// is free or expired, or renews it (for ttl from now) when holder
+	// already holds it; it reports true then. It reports false, with a
+	// nil error, when another holder's lease has not expired. It is
+	// atomic across every process on the store, and expiry follows the
+	// store's clock (the database's where there is one), so clock skew
+	// between nodes does not matter. sdk.ErrInvalidArgument for an empty
+	// or overlong (MaxNameLen) name or holder, or a ttl not above
+	// zero; sdk.ErrNotImplemented when the store has no leases (a plugin
+	// whose backend lacks them).
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	// ReleaseLease frees the lease when holder holds it; otherwise
+	// (another holder's lease, or none) it does nothing.
+	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
 // Factory opens a store from its URI (for example

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/audit"
 )
 
 //go:embed migrations/*.sql
@@ -22,6 +23,14 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// after, when set, runs in the migration's transaction after sql:
+	// the steps SQL alone cannot do.
+	after func(ctx context.Context, tx pgx.Tx) error
+}
+
+// afterSQL holds the Go steps of migrations, by version.
+var afterSQL = map[int]func(ctx context.Context, tx pgx.Tx) error{
+	3: fillChain,
 }
 
 // migrations returns the embedded migrations in version order. Files are
@@ -46,7 +55,7 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+		ms = append(ms, migration{version: v, name: name, sql: string(body), after: afterSQL[v]})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -108,6 +117,9 @@ func (s *Store) migrate(ctx context.Context) error {
 			return fmt.Errorf("postgres: migrate %s: %w", m.name, classify(err))
 		}
 		_, err = tx.Exec(ctx, m.sql)
+		if err == nil && m.after != nil {
+			err = m.after(ctx, tx)
+		}
 		if err == nil {
 			_, err = tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.version, m.name)
 		}
@@ -135,4 +147,27 @@ func schemaVersion(ctx context.Context, q interface {
 		return 0, nil
 	}
 	return *v, nil
+}
+
+// fillChain links the events stored before migration 3 into the audit
+// chain, in seq order, as insertEvent links every later one.
+func fillChain(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, selectEvent+` ORDER BY seq`)
+	if err != nil {
+		return err
+	}
+	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Event, error) { return scanEvent(r) })
+	if err != nil {
+		return err
+	}
+	prev := audit.GenesisHash()
+	for _, ev := range events {
+		hash := audit.ChainHash(prev, ev)
+		if _, err := tx.Exec(ctx, `UPDATE audit_events SET prev_hash = $1, hash = $2 WHERE seq = $3`,
+			prev, hash, ev.Seq); err != nil {
+			return err
+		}
+		prev = hash
+	}
+	return nil
 }

@@ -167,6 +167,9 @@ func (st tokenStore) ListTokens(ctx context.Context, f storage.TokenFilter) ([]s
 	if !f.RevokedAfter.IsZero() {
 		where = append(where, `revoked_at > `+p.add(bound(f.RevokedAfter)))
 	}
+	if f.KID != "" {
+		where = append(where, `kid = `+p.add(f.KID))
+	}
 	q := selectToken
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,15 +13,19 @@ import (
 	"github.com/metacircular/mcias/sdk/storage"
 )
 
-const selectEvent = `SELECT seq, id, time, type, actor_id, account_id, ip, request_id, outcome, details
-	FROM audit_events`
+const selectEvent = `SELECT seq, id, time, type, actor_id, account_id, ip, request_id, outcome, details,
+	prev_hash, hash FROM audit_events`
 
 type auditStore struct{ s *Store }
 
 var _ storage.AuditStore = auditStore{}
 
-// insertEvent stores ev inside the transaction of the change it records;
-// the database assigns its Seq.
+// insertEvent stores ev inside the transaction of the change it records
+// and links it into the chain: the database assigns its Seq, then its
+// PrevHash (the newest event's Hash) and Hash are set. The write lock the
+// transaction holds keeps the chain linear. Time is stored in
+// nanoseconds; the hash covers it to the microsecond (audit.ChainHash),
+// so the event read back hashes to its Hash.
 func insertEvent(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
 	switch {
 	case ev.ID == "":
@@ -35,10 +40,23 @@ func insertEvent(ctx context.Context, tx *sql.Tx, ev audit.Event) error {
 			return fmt.Errorf("%w: event details: %v", sdk.ErrInvalidArgument, err)
 		}
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO audit_events (id, time, type, actor_id, account_id,
-		ip, request_id, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		ev.ID, nanos(orNow(ev.Time)), string(ev.Type), ev.ActorID, ev.AccountID, ev.IP,
-		ev.RequestID, string(ev.Outcome), string(details))
+	prev := audit.GenesisHash()
+	err := tx.QueryRowContext(ctx, `SELECT hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&prev)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		prev = audit.GenesisHash()
+	case err != nil:
+		return err
+	}
+	ev.Time = orNow(ev.Time)
+	if err := tx.QueryRowContext(ctx, `INSERT INTO audit_events (id, time, type, actor_id, account_id,
+		ip, request_id, outcome, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		ev.ID, nanos(ev.Time), string(ev.Type), ev.ActorID, ev.AccountID, ev.IP,
+		ev.RequestID, string(ev.Outcome), string(details)).Scan(&ev.Seq); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?`,
+		prev, audit.ChainHash(prev, ev), ev.Seq)
 	return err
 }
 
@@ -49,7 +67,7 @@ func scanEvent(row rowScanner) (audit.Event, error) {
 		typ, outcome, d string
 	)
 	if err := row.Scan(&ev.Seq, &ev.ID, &t, &typ, &ev.ActorID, &ev.AccountID, &ev.IP,
-		&ev.RequestID, &outcome, &d); err != nil {
+		&ev.RequestID, &outcome, &d, &ev.PrevHash, &ev.Hash); err != nil {
 		return audit.Event{}, err
 	}
 	ev.Time = fromNanos(t)
@@ -143,4 +161,41 @@ func (st auditStore) query(ctx context.Context, op, q string, args ...any) ([]au
 		return nil, fmt.Errorf("sqlite: %s: %w", op, classify(err))
 	}
 	return out, nil
+}
+
+// SinkCursor implements storage.AuditStore.
+func (st auditStore) SinkCursor(ctx context.Context, sink string) (int64, error) {
+	const op = "sink cursor"
+	if err := storage.CheckName("sink name", sink); err != nil {
+		return 0, fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if err := st.s.read(op); err != nil {
+		return 0, err
+	}
+	var seq int64
+	err := st.s.db.QueryRowContext(ctx, `SELECT seq FROM sink_cursors WHERE sink = ?`, sink).Scan(&seq)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("sqlite: %s %q: %w", op, sink, classify(err))
+	}
+	return seq, nil
+}
+
+// SetSinkCursor implements storage.AuditStore; MAX keeps the cursor from
+// moving backwards.
+func (st auditStore) SetSinkCursor(ctx context.Context, sink string, seq int64) error {
+	const op = "set sink cursor"
+	if err := storage.CheckName("sink name", sink); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", op, err)
+	}
+	if seq < 0 {
+		return fmt.Errorf("sqlite: %s: %w: negative seq", op, sdk.ErrInvalidArgument)
+	}
+	return st.s.write(ctx, op+" "+sink, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO sink_cursors (sink, seq) VALUES (?, ?)
+			ON CONFLICT (sink) DO UPDATE SET seq = MAX(seq, excluded.seq)`, sink, seq)
+		return err
+	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/metacircular/mcias/sdk"
+	"github.com/metacircular/mcias/sdk/audit"
 )
 
 //go:embed migrations/*.sql
@@ -22,6 +23,14 @@ type migration struct {
 	version int
 	name    string
 	sql     string
+	// after, when set, runs in the migration's transaction after sql:
+	// the steps SQL alone cannot do.
+	after func(ctx context.Context, tx *sql.Tx) error
+}
+
+// afterSQL holds the Go steps of migrations, by version.
+var afterSQL = map[int]func(ctx context.Context, tx *sql.Tx) error{
+	3: fillChain,
 }
 
 // migrations returns the embedded migrations in version order. Files are
@@ -47,7 +56,7 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, err
 		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+		ms = append(ms, migration{version: v, name: name, sql: string(body), after: afterSQL[v]})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -102,6 +111,11 @@ func (s *Store) migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return err
 			}
+			if m.after != nil {
+				if err := m.after(ctx, tx); err != nil {
+					return err
+				}
+			}
 			_, err := tx.ExecContext(ctx,
 				`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 				m.version, m.name, time.Now().UnixNano())
@@ -124,4 +138,38 @@ func schemaVersion(ctx context.Context, q interface {
 		return 0, err
 	}
 	return int(v.Int64), nil
+}
+
+// fillChain links the events stored before migration 3 into the audit
+// chain, in seq order, as insertEvent links every later one.
+func fillChain(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, selectEvent+` ORDER BY seq`)
+	if err != nil {
+		return err
+	}
+	var events []audit.Event
+	for rows.Next() {
+		ev, err := scanEvent(rows)
+		if err != nil {
+			rows.Close()
+			return err
+		}
+		events = append(events, ev)
+	}
+	if err := rows.Close(); err != nil {
+		return err
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	prev := audit.GenesisHash()
+	for _, ev := range events {
+		hash := audit.ChainHash(prev, ev)
+		if _, err := tx.ExecContext(ctx, `UPDATE audit_events SET prev_hash = ?, hash = ? WHERE seq = ?`,
+			prev, hash, ev.Seq); err != nil {
+			return err
+		}
+		prev = hash
+	}
+	return nil
 }

@@ -165,6 +165,10 @@ func (st tokenStore) ListTokens(ctx context.Context, f storage.TokenFilter) ([]s
 		where = append(where, `revoked_at > ?`)
 		args = append(args, boundNanos(f.RevokedAfter))
 	}
+	if f.KID != "" {
+		where = append(where, `kid = ?`)
+		args = append(args, f.KID)
+	}
 	q := selectToken
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)

@@ -35,8 +35,10 @@ import (
 // Name is the backend's name in Info.
 const Name = "jsonstore"
 
-// schemaVersion is the version of the file format.
-const schemaVersion = 1
+// schemaVersion is the version of the file format. Version 2 added the
+// audit chain (PrevHash and Hash on every event), sink cursors and leases;
+// Open upgrades a version 1 file.
+const schemaVersion = 2
 
 // defaultLimit is the page size when a filter leaves Limit at 0.
 const defaultLimit = 100
@@ -47,8 +49,16 @@ type state struct {
 	Accounts map[string]storage.Account `json:"accounts"`
 	Tokens   map[string]storage.Token   `json:"tokens"`
 	Creds    map[string]storage.PGCreds `json:"pgcreds"`
-	Events   []audit.Event              `json:"events"` // in Seq order
-	Seq      int64                      `json:"seq"`    // last Seq given
+	Events   []audit.Event              `json:"events"`            // in Seq order
+	Seq      int64                      `json:"seq"`               // last Seq given
+	Cursors  map[string]int64           `json:"cursors,omitempty"` // sink name -> Seq
+	Leases   map[string]lease           `json:"leases,omitempty"`  // lease name -> lease
+}
+
+// lease is a held storage.Leaser lease.
+type lease struct {
+	Holder  string    `json:"holder"`
+	Expires time.Time `json:"expires"`
 }
 
 // clone returns a copy a write may change without touching st. Values
@@ -59,6 +69,8 @@ func (st *state) clone() *state {
 	c.Accounts = maps.Clone(st.Accounts)
 	c.Tokens = maps.Clone(st.Tokens)
 	c.Creds = maps.Clone(st.Creds)
+	c.Cursors = maps.Clone(st.Cursors)
+	c.Leases = maps.Clone(st.Leases)
 	c.Events = st.Events[:len(st.Events):len(st.Events)]
 	return &c
 }
@@ -104,6 +116,21 @@ func Open(ctx context.Context, uri string, logger *slog.Logger) (storage.Store, 
 		var st state
 		if err := json.Unmarshal(raw, &st); err != nil {
 			return nil, fmt.Errorf("jsonstore: open %s: %w: not a state file: %v", path, sdk.ErrInternal, err)
+		}
+		if st.Version == 1 {
+			// Link the events of a version 1 file into the chain, oldest
+			// first, exactly as addEvent links every new one.
+			prev := audit.GenesisHash()
+			for i := range st.Events {
+				st.Events[i].PrevHash = prev
+				st.Events[i].Hash = audit.ChainHash(prev, st.Events[i])
+				prev = st.Events[i].Hash
+			}
+			st.Version = schemaVersion
+			if err := s.persist(&st); err != nil {
+				return nil, err
+			}
+			logger.Info("jsonstore: upgraded state file to version 2", "path", path)
 		}
 		if st.Version != schemaVersion {
 			return nil, fmt.Errorf("jsonstore: open %s: %w: file version %d, want %d", path, sdk.ErrInternal, st.Version, schemaVersion)
@@ -212,7 +239,11 @@ func (s *Store) read(ctx context.Context, op string, fn func(st *state) error) e
 	return nil
 }
 
-// addEvent appends ev to st with the next Seq.
+// addEvent appends ev to st with the next Seq and links it into the
+// audit chain: PrevHash is the Hash of the last event (the genesis hash
+// for the first) and Hash covers the event as stored (audit.ChainHash
+// takes its Time to the microsecond). Writes hold s.mu, so the chain is
+// linear.
 func (s *Store) addEvent(st *state, added map[string]bool, ev audit.Event) error {
 	switch {
 	case ev.ID == "":
@@ -230,6 +261,11 @@ func (s *Store) addEvent(st *state, added map[string]bool, ev audit.Event) error
 	} else {
 		ev.Details = maps.Clone(ev.Details)
 	}
+	ev.PrevHash = audit.GenesisHash()
+	if n := len(st.Events); n > 0 {
+		ev.PrevHash = st.Events[n-1].Hash
+	}
+	ev.Hash = audit.ChainHash(ev.PrevHash, ev)
 	st.Events = append(st.Events, ev)
 	added[ev.ID] = true
 	return nil
@@ -599,7 +635,8 @@ func (x tokens) ListTokens(ctx context.Context, f storage.TokenFilter) ([]storag
 			case f.AccountID != "" && t.AccountID != f.AccountID,
 				f.RevokedOnly && t.RevokedAt.IsZero(),
 				!f.ExpiresAfter.IsZero() && !t.ExpiresAt.After(f.ExpiresAfter),
-				!f.RevokedAfter.IsZero() && !t.RevokedAt.After(f.RevokedAfter):
+				!f.RevokedAfter.IsZero() && !t.RevokedAt.After(f.RevokedAfter),
+				f.KID != "" && t.KID != f.KID:
 				continue
 			}
 			out = append(out, t)
@@ -740,4 +777,84 @@ func (x events) ReadEvents(ctx context.Context, afterSeq int64, limit int) ([]au
 		return nil
 	})
 	return out, err
+}
+
+func (x events) SinkCursor(ctx context.Context, sink string) (int64, error) {
+	if err := storage.CheckName("sink name", sink); err != nil {
+		return 0, fmt.Errorf("jsonstore: sink cursor: %w", err)
+	}
+	var seq int64
+	err := x.s.read(ctx, "sink cursor", func(st *state) error {
+		seq = st.Cursors[sink]
+		return nil
+	})
+	return seq, err
+}
+
+func (x events) SetSinkCursor(ctx context.Context, sink string, seq int64) error {
+	if err := storage.CheckName("sink name", sink); err != nil {
+		return fmt.Errorf("jsonstore: set sink cursor: %w", err)
+	}
+	if seq < 0 {
+		return fmt.Errorf("jsonstore: set sink cursor: %w: negative seq", sdk.ErrInvalidArgument)
+	}
+	return x.s.write(ctx, "set sink cursor", func(st *state, _ map[string]bool) error {
+		if st.Cursors == nil {
+			st.Cursors = map[string]int64{}
+		}
+		// A cursor never moves backwards.
+		st.Cursors[sink] = max(st.Cursors[sink], seq)
+		return nil
+	})
+}
+
+// Leases: the optional storage.Leaser capability. One process owns the
+// file, so the lock every write holds makes a lease atomic, and this
+// process's clock is the only one.
+
+var _ storage.Leaser = (*Store)(nil)
+
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if err := checkLease(name, holder, ttl); err != nil {
+		return false, fmt.Errorf("jsonstore: acquire lease: %w", err)
+	}
+	acquired := false
+	err := s.write(ctx, "acquire lease", func(st *state, _ map[string]bool) error {
+		now := time.Now()
+		if l, held := st.Leases[name]; held && l.Holder != holder && now.Before(l.Expires) {
+			return nil // another holder's lease runs
+		}
+		if st.Leases == nil {
+			st.Leases = map[string]lease{}
+		}
+		st.Leases[name] = lease{Holder: holder, Expires: now.Add(ttl)}
+		acquired = true
+		return nil
+	})
+	return acquired, err
+}
+
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if err := checkLease(name, holder, 1); err != nil {
+		return fmt.Errorf("jsonstore: release lease: %w", err)
+	}
+	return s.write(ctx, "release lease", func(st *state, _ map[string]bool) error {
+		if st.Leases[name].Holder == holder {
+			delete(st.Leases, name)
+		}
+		return nil
+	})
+}
+
+func checkLease(name, holder string, ttl time.Duration) error {
+	if err := storage.CheckName("lease name", name); err != nil {
+		return err
+	}
+	if err := storage.CheckName("lease holder", holder); err != nil {
+		return err
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: ttl not above zero", sdk.ErrInvalidArgument)
+	}
+	return nil
 }

@@ -42,6 +42,8 @@ func RunTests(t *testing.T, newStore func(t *testing.T) storage.Store) {
 	cases = append(cases, concurrencyCases()...)
 	cases = append(cases, storeCases()...)
 	cases = append(cases, limiterCases()...)
+	cases = append(cases, chainCases()...)
+	cases = append(cases, leaseCases()...)
 	for _, tc := range cases {
 		t.Run("case="+tc.name, func(t *testing.T) {
 			s := newStore(t)

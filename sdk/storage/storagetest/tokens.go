@@ -21,6 +21,7 @@ func tokenCases() []testCase {
 		{"create token replaces refused", testCreateTokenReplacesRefused},
 		{"revoke token", testRevokeToken},
 		{"list tokens filters", testListTokens},
+		{"list tokens by key id", testListTokensKID},
 		{"prune tokens", testPruneTokens},
 	}
 }
@@ -251,5 +252,44 @@ func testPruneTokens(t *testing.T, s storage.Store) {
 	wantOK(t, "PruneTokens(again)", err)
 	if n != 0 {
 		t.Errorf("PruneTokens(again) = %d, want 0", n)
+	}
+}
+
+// testListTokensKID: the KID filter selects the tokens one key signed,
+// alone or with other filters.
+func testListTokensKID(t *testing.T, s storage.Store) {
+	f := newFixture(t, s)
+	ctx := t.Context()
+	alice, bob := f.account("alice"), f.account("bob")
+	mk := func(accountID, kid string) storage.Token {
+		tok := storage.Token{JTI: newID(), AccountID: accountID, Kind: storage.Session, KID: kid,
+			IssuedAt: f.tick(), ExpiresAt: f.tick().Add(time.Hour)}
+		wantOK(t, "CreateToken", s.Tokens().CreateToken(ctx, tok, "", f.event(audit.TokenIssue, accountID)))
+		return tok
+	}
+	a1, _, b1, a3 := mk(alice.ID, "kid-1"), mk(alice.ID, "kid-2"), mk(bob.ID, "kid-1"), mk(alice.ID, "kid-1")
+	wantOK(t, "RevokeToken", s.Tokens().RevokeToken(ctx, a3.JTI, f.tick(), "admin", f.event(audit.TokenRevoke, alice.ID)))
+
+	for _, c := range []struct {
+		what string
+		f    storage.TokenFilter
+		want []string
+	}{
+		{"kid-1", storage.TokenFilter{KID: "kid-1"}, []string{a1.JTI, b1.JTI, a3.JTI}},
+		{"kid-1 of alice", storage.TokenFilter{KID: "kid-1", AccountID: alice.ID}, []string{a1.JTI, a3.JTI}},
+		{"kid-1 revoked", storage.TokenFilter{KID: "kid-1", RevokedOnly: true}, []string{a3.JTI}},
+		{"kid-1, limit 2", storage.TokenFilter{KID: "kid-1", Limit: 2}, []string{a1.JTI, b1.JTI}},
+		{"unknown kid", storage.TokenFilter{KID: "kid-9"}, nil},
+	} {
+		got, err := s.Tokens().ListTokens(ctx, c.f)
+		wantOK(t, "ListTokens("+c.what+")", err)
+		if !slices.Equal(jtis(got), c.want) {
+			t.Errorf("ListTokens(%s) = %v, want %v", c.what, jtis(got), c.want)
+		}
+		for _, tok := range got {
+			if tok.KID != c.f.KID {
+				t.Errorf("ListTokens(%s): token %s has kid %q", c.what, tok.JTI, tok.KID)
+			}
+		}
 	}
 }

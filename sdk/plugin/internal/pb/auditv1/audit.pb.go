@@ -83,17 +83,21 @@ func (x *Timestamp) GetNanos() int32 {
 
 // Event is one audited act (sdk/audit.Event). It never carries a secret.
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Seq           int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
-	Time          *Timestamp             `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
-	Type          string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
-	ActorId       string                 `protobuf:"bytes,5,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
-	AccountId     string                 `protobuf:"bytes,6,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
-	Ip            string                 `protobuf:"bytes,7,opt,name=ip,proto3" json:"ip,omitempty"`
-	RequestId     string                 `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	Outcome       string                 `protobuf:"bytes,9,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	Details       map[string]string      `protobuf:"bytes,10,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Id        string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Seq       int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	Time      *Timestamp             `protobuf:"bytes,3,opt,name=time,proto3" json:"time,omitempty"`
+	Type      string                 `protobuf:"bytes,4,opt,name=type,proto3" json:"type,omitempty"`
+	ActorId   string                 `protobuf:"bytes,5,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	AccountId string                 `protobuf:"bytes,6,opt,name=account_id,json=accountId,proto3" json:"account_id,omitempty"`
+	Ip        string                 `protobuf:"bytes,7,opt,name=ip,proto3" json:"ip,omitempty"`
+	RequestId string                 `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Outcome   string                 `protobuf:"bytes,9,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Details   map[string]string      `protobuf:"bytes,10,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The chain links set by storage (audit.Event.PrevHash and Hash);
+	// empty before the event is stored.
+	PrevHash      []byte `protobuf:"bytes,11,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"`
+	Hash          []byte `protobuf:"bytes,12,opt,name=hash,proto3" json:"hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +198,20 @@ func (x *Event) GetOutcome() string {
 func (x *Event) GetDetails() map[string]string {
 	if x != nil {
 		return x.Details
+	}
+	return nil
+}
+
+func (x *Event) GetPrevHash() []byte {
+	if x != nil {
+		return x.PrevHash
+	}
+	return nil
+}
+
+func (x *Event) GetHash() []byte {
+	if x != nil {
+		return x.Hash
 	}
 	return nil
 }
@@ -517,7 +535,7 @@ const file_mcias_plugin_audit_v1_audit_proto_rawDesc = "" +
 	"!mcias/plugin/audit/v1/audit.proto\x12\x15mcias.plugin.audit.v1\";\n" +
 	"\tTimestamp\x12\x18\n" +
 	"\aseconds\x18\x01 \x01(\x03R\aseconds\x12\x14\n" +
-	"\x05nanos\x18\x02 \x01(\x05R\x05nanos\"\xf7\x02\n" +
+	"\x05nanos\x18\x02 \x01(\x05R\x05nanos\"\xa8\x03\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x03R\x03seq\x124\n" +
@@ -531,7 +549,9 @@ const file_mcias_plugin_audit_v1_audit_proto_rawDesc = "" +
 	"request_id\x18\b \x01(\tR\trequestId\x12\x18\n" +
 	"\aoutcome\x18\t \x01(\tR\aoutcome\x12C\n" +
 	"\adetails\x18\n" +
-	" \x03(\v2).mcias.plugin.audit.v1.Event.DetailsEntryR\adetails\x1a:\n" +
+	" \x03(\v2).mcias.plugin.audit.v1.Event.DetailsEntryR\adetails\x12\x1b\n" +
+	"\tprev_hash\x18\v \x01(\fR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\f \x01(\fR\x04hash\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x1f\n" +

@@ -426,8 +426,12 @@ func (x *OpenRequest) GetUri() string {
 	return ""
 }
 
+// OpenResponse names the optional capabilities of the opened store that
+// the host cannot find out by calling (the host exposes them only when
+// present).
 type OpenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leases        bool                   `protobuf:"varint,1,opt,name=leases,proto3" json:"leases,omitempty"` // the store is a storage.Leaser
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -460,6 +464,13 @@ func (x *OpenResponse) ProtoReflect() protoreflect.Message {
 // Deprecated: Use OpenResponse.ProtoReflect.Descriptor instead.
 func (*OpenResponse) Descriptor() ([]byte, []int) {
 	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OpenResponse) GetLeases() bool {
+	if x != nil {
+		return x.Leases
+	}
+	return false
 }
 
 type InfoRequest struct {
@@ -1642,6 +1653,7 @@ type ListTokensRequest struct {
 	ExpiresAfter  *auditv1.Timestamp     `protobuf:"bytes,3,opt,name=expires_after,json=expiresAfter,proto3" json:"expires_after,omitempty"`
 	RevokedAfter  *auditv1.Timestamp     `protobuf:"bytes,4,opt,name=revoked_after,json=revokedAfter,proto3" json:"revoked_after,omitempty"`
 	Limit         int64                  `protobuf:"varint,5,opt,name=limit,proto3" json:"limit,omitempty"`
+	Kid           string                 `protobuf:"bytes,6,opt,name=kid,proto3" json:"kid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1709,6 +1721,13 @@ func (x *ListTokensRequest) GetLimit() int64 {
 		return x.Limit
 	}
 	return 0
+}
+
+func (x *ListTokensRequest) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
 }
 
 type ListTokensResponse struct {
@@ -2323,6 +2342,182 @@ func (x *ReadEventsResponse) GetEvents() []*auditv1.Event {
 	return nil
 }
 
+type SinkCursorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sink          string                 `protobuf:"bytes,1,opt,name=sink,proto3" json:"sink,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkCursorRequest) Reset() {
+	*x = SinkCursorRequest{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkCursorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkCursorRequest) ProtoMessage() {}
+
+func (x *SinkCursorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkCursorRequest.ProtoReflect.Descriptor instead.
+func (*SinkCursorRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *SinkCursorRequest) GetSink() string {
+	if x != nil {
+		return x.Sink
+	}
+	return ""
+}
+
+type SinkCursorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           int64                  `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkCursorResponse) Reset() {
+	*x = SinkCursorResponse{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkCursorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkCursorResponse) ProtoMessage() {}
+
+func (x *SinkCursorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkCursorResponse.ProtoReflect.Descriptor instead.
+func (*SinkCursorResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *SinkCursorResponse) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type SetSinkCursorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sink          string                 `protobuf:"bytes,1,opt,name=sink,proto3" json:"sink,omitempty"`
+	Seq           int64                  `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSinkCursorRequest) Reset() {
+	*x = SetSinkCursorRequest{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSinkCursorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSinkCursorRequest) ProtoMessage() {}
+
+func (x *SetSinkCursorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSinkCursorRequest.ProtoReflect.Descriptor instead.
+func (*SetSinkCursorRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetSinkCursorRequest) GetSink() string {
+	if x != nil {
+		return x.Sink
+	}
+	return ""
+}
+
+func (x *SetSinkCursorRequest) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+type SetSinkCursorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSinkCursorResponse) Reset() {
+	*x = SetSinkCursorResponse{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSinkCursorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSinkCursorResponse) ProtoMessage() {}
+
+func (x *SetSinkCursorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSinkCursorResponse.ProtoReflect.Descriptor instead.
+func (*SetSinkCursorResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{47}
+}
+
 type WatchChangesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -2331,7 +2526,7 @@ type WatchChangesRequest struct {
 
 func (x *WatchChangesRequest) Reset() {
 	*x = WatchChangesRequest{}
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[44]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2343,7 +2538,7 @@ func (x *WatchChangesRequest) String() string {
 func (*WatchChangesRequest) ProtoMessage() {}
 
 func (x *WatchChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[44]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2356,7 +2551,7 @@ func (x *WatchChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchChangesRequest.ProtoReflect.Descriptor instead.
 func (*WatchChangesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{44}
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{48}
 }
 
 // ChangeNotice mirrors sdk/storage.Change.
@@ -2369,7 +2564,7 @@ type ChangeNotice struct {
 
 func (x *ChangeNotice) Reset() {
 	*x = ChangeNotice{}
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[45]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2381,7 +2576,7 @@ func (x *ChangeNotice) String() string {
 func (*ChangeNotice) ProtoMessage() {}
 
 func (x *ChangeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[45]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2394,7 +2589,7 @@ func (x *ChangeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangeNotice.ProtoReflect.Descriptor instead.
 func (*ChangeNotice) Descriptor() ([]byte, []int) {
-	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{45}
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ChangeNotice) GetAccountId() string {
@@ -2418,7 +2613,7 @@ type TakeLoginAttemptRequest struct {
 
 func (x *TakeLoginAttemptRequest) Reset() {
 	*x = TakeLoginAttemptRequest{}
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[46]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2625,7 @@ func (x *TakeLoginAttemptRequest) String() string {
 func (*TakeLoginAttemptRequest) ProtoMessage() {}
 
 func (x *TakeLoginAttemptRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[46]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2638,7 @@ func (x *TakeLoginAttemptRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeLoginAttemptRequest.ProtoReflect.Descriptor instead.
 func (*TakeLoginAttemptRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{46}
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *TakeLoginAttemptRequest) GetKey() string {
@@ -2485,7 +2680,7 @@ type TakeLoginAttemptResponse struct {
 
 func (x *TakeLoginAttemptResponse) Reset() {
 	*x = TakeLoginAttemptResponse{}
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[47]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2497,7 +2692,7 @@ func (x *TakeLoginAttemptResponse) String() string {
 func (*TakeLoginAttemptResponse) ProtoMessage() {}
 
 func (x *TakeLoginAttemptResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[47]
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2510,7 +2705,7 @@ func (x *TakeLoginAttemptResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TakeLoginAttemptResponse.ProtoReflect.Descriptor instead.
 func (*TakeLoginAttemptResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{47}
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *TakeLoginAttemptResponse) GetAllowed() bool {
@@ -2525,6 +2720,200 @@ func (x *TakeLoginAttemptResponse) GetRetryAfterNanos() int64 {
 		return x.RetryAfterNanos
 	}
 	return 0
+}
+
+// AcquireLeaseRequest mirrors the arguments of
+// sdk/storage.Leaser.AcquireLease.
+type AcquireLeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	TtlNanos      int64                  `protobuf:"varint,3,opt,name=ttl_nanos,json=ttlNanos,proto3" json:"ttl_nanos,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcquireLeaseRequest) Reset() {
+	*x = AcquireLeaseRequest{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcquireLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcquireLeaseRequest) ProtoMessage() {}
+
+func (x *AcquireLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcquireLeaseRequest.ProtoReflect.Descriptor instead.
+func (*AcquireLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *AcquireLeaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AcquireLeaseRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *AcquireLeaseRequest) GetTtlNanos() int64 {
+	if x != nil {
+		return x.TtlNanos
+	}
+	return 0
+}
+
+type AcquireLeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Acquired      bool                   `protobuf:"varint,1,opt,name=acquired,proto3" json:"acquired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcquireLeaseResponse) Reset() {
+	*x = AcquireLeaseResponse{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcquireLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcquireLeaseResponse) ProtoMessage() {}
+
+func (x *AcquireLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcquireLeaseResponse.ProtoReflect.Descriptor instead.
+func (*AcquireLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *AcquireLeaseResponse) GetAcquired() bool {
+	if x != nil {
+		return x.Acquired
+	}
+	return false
+}
+
+type ReleaseLeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Holder        string                 `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseLeaseRequest) Reset() {
+	*x = ReleaseLeaseRequest{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseLeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseLeaseRequest) ProtoMessage() {}
+
+func (x *ReleaseLeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseLeaseRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseLeaseRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ReleaseLeaseRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReleaseLeaseRequest) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+type ReleaseLeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseLeaseResponse) Reset() {
+	*x = ReleaseLeaseResponse{}
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseLeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseLeaseResponse) ProtoMessage() {}
+
+func (x *ReleaseLeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_storage_v1_storage_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseLeaseResponse.ProtoReflect.Descriptor instead.
+func (*ReleaseLeaseResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP(), []int{55}
 }
 
 var File_mcias_plugin_storage_v1_storage_proto protoreflect.FileDescriptor
@@ -2575,8 +2964,9 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"updated_at\x18\a \x01(\v2 .mcias.plugin.audit.v1.TimestampR\tupdatedAt\x12\x18\n" +
 	"\aversion\x18\b \x01(\x03R\aversion\"\x1f\n" +
 	"\vOpenRequest\x12\x10\n" +
-	"\x03uri\x18\x01 \x01(\tR\x03uri\"\x0e\n" +
-	"\fOpenResponse\"\r\n" +
+	"\x03uri\x18\x01 \x01(\tR\x03uri\"&\n" +
+	"\fOpenResponse\x12\x16\n" +
+	"\x06leases\x18\x01 \x01(\bR\x06leases\"\r\n" +
 	"\vInfoRequest\"I\n" +
 	"\fInfoResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12%\n" +
@@ -2635,14 +3025,15 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"\x02at\x18\x02 \x01(\v2 .mcias.plugin.audit.v1.TimestampR\x02at\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x122\n" +
 	"\x05event\x18\x04 \x01(\v2\x1c.mcias.plugin.audit.v1.EventR\x05event\"\x15\n" +
-	"\x13RevokeTokenResponse\"\xf9\x01\n" +
+	"\x13RevokeTokenResponse\"\x8b\x02\n" +
 	"\x11ListTokensRequest\x12\x1d\n" +
 	"\n" +
 	"account_id\x18\x01 \x01(\tR\taccountId\x12!\n" +
 	"\frevoked_only\x18\x02 \x01(\bR\vrevokedOnly\x12E\n" +
 	"\rexpires_after\x18\x03 \x01(\v2 .mcias.plugin.audit.v1.TimestampR\fexpiresAfter\x12E\n" +
 	"\rrevoked_after\x18\x04 \x01(\v2 .mcias.plugin.audit.v1.TimestampR\frevokedAfter\x12\x14\n" +
-	"\x05limit\x18\x05 \x01(\x03R\x05limit\"L\n" +
+	"\x05limit\x18\x05 \x01(\x03R\x05limit\x12\x10\n" +
+	"\x03kid\x18\x06 \x01(\tR\x03kid\"L\n" +
 	"\x12ListTokensResponse\x126\n" +
 	"\x06tokens\x18\x01 \x03(\v2\x1e.mcias.plugin.storage.v1.TokenR\x06tokens\"N\n" +
 	"\x12PruneTokensRequest\x128\n" +
@@ -2676,7 +3067,15 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"\tafter_seq\x18\x01 \x01(\x03R\bafterSeq\x12\x14\n" +
 	"\x05limit\x18\x02 \x01(\x03R\x05limit\"J\n" +
 	"\x12ReadEventsResponse\x124\n" +
-	"\x06events\x18\x01 \x03(\v2\x1c.mcias.plugin.audit.v1.EventR\x06events\"\x15\n" +
+	"\x06events\x18\x01 \x03(\v2\x1c.mcias.plugin.audit.v1.EventR\x06events\"'\n" +
+	"\x11SinkCursorRequest\x12\x12\n" +
+	"\x04sink\x18\x01 \x01(\tR\x04sink\"&\n" +
+	"\x12SinkCursorResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x03R\x03seq\"<\n" +
+	"\x14SetSinkCursorRequest\x12\x12\n" +
+	"\x04sink\x18\x01 \x01(\tR\x04sink\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x03R\x03seq\"\x17\n" +
+	"\x15SetSinkCursorResponse\"\x15\n" +
 	"\x13WatchChangesRequest\"-\n" +
 	"\fChangeNotice\x12\x1d\n" +
 	"\n" +
@@ -2688,7 +3087,17 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"\x03now\x18\x04 \x01(\v2 .mcias.plugin.audit.v1.TimestampR\x03now\"`\n" +
 	"\x18TakeLoginAttemptResponse\x12\x18\n" +
 	"\aallowed\x18\x01 \x01(\bR\aallowed\x12*\n" +
-	"\x11retry_after_nanos\x18\x02 \x01(\x03R\x0fretryAfterNanos2\xf6\x11\n" +
+	"\x11retry_after_nanos\x18\x02 \x01(\x03R\x0fretryAfterNanos\"^\n" +
+	"\x13AcquireLeaseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\x12\x1b\n" +
+	"\tttl_nanos\x18\x03 \x01(\x03R\bttlNanos\"2\n" +
+	"\x14AcquireLeaseResponse\x12\x1a\n" +
+	"\bacquired\x18\x01 \x01(\bR\bacquired\"A\n" +
+	"\x13ReleaseLeaseRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06holder\x18\x02 \x01(\tR\x06holder\"\x16\n" +
+	"\x14ReleaseLeaseResponse2\xa7\x15\n" +
 	"\aStorage\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.storage.v1.OpenRequest\x1a%.mcias.plugin.storage.v1.OpenResponse\x12S\n" +
 	"\x04Info\x12$.mcias.plugin.storage.v1.InfoRequest\x1a%.mcias.plugin.storage.v1.InfoResponse\x12S\n" +
@@ -2716,8 +3125,13 @@ const file_mcias_plugin_storage_v1_storage_proto_rawDesc = "" +
 	"ListEvents\x12*.mcias.plugin.storage.v1.ListEventsRequest\x1a+.mcias.plugin.storage.v1.ListEventsResponse\x12e\n" +
 	"\n" +
 	"ReadEvents\x12*.mcias.plugin.storage.v1.ReadEventsRequest\x1a+.mcias.plugin.storage.v1.ReadEventsResponse\x12e\n" +
+	"\n" +
+	"SinkCursor\x12*.mcias.plugin.storage.v1.SinkCursorRequest\x1a+.mcias.plugin.storage.v1.SinkCursorResponse\x12n\n" +
+	"\rSetSinkCursor\x12-.mcias.plugin.storage.v1.SetSinkCursorRequest\x1a..mcias.plugin.storage.v1.SetSinkCursorResponse\x12e\n" +
 	"\fWatchChanges\x12,.mcias.plugin.storage.v1.WatchChangesRequest\x1a%.mcias.plugin.storage.v1.ChangeNotice0\x01\x12w\n" +
-	"\x10TakeLoginAttempt\x120.mcias.plugin.storage.v1.TakeLoginAttemptRequest\x1a1.mcias.plugin.storage.v1.TakeLoginAttemptResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1b\x06proto3"
+	"\x10TakeLoginAttempt\x120.mcias.plugin.storage.v1.TakeLoginAttemptRequest\x1a1.mcias.plugin.storage.v1.TakeLoginAttemptResponse\x12k\n" +
+	"\fAcquireLease\x12,.mcias.plugin.storage.v1.AcquireLeaseRequest\x1a-.mcias.plugin.storage.v1.AcquireLeaseResponse\x12k\n" +
+	"\fReleaseLease\x12,.mcias.plugin.storage.v1.ReleaseLeaseRequest\x1a-.mcias.plugin.storage.v1.ReleaseLeaseResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/storagev1b\x06proto3"
 
 var (
 	file_mcias_plugin_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -2731,7 +3145,7 @@ func file_mcias_plugin_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_mcias_plugin_storage_v1_storage_proto_rawDescData
 }
 
-var file_mcias_plugin_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_mcias_plugin_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_mcias_plugin_storage_v1_storage_proto_goTypes = []any{
 	(*Account)(nil),                      // 0: mcias.plugin.storage.v1.Account
 	(*Token)(nil),                        // 1: mcias.plugin.storage.v1.Token
@@ -2777,47 +3191,55 @@ var file_mcias_plugin_storage_v1_storage_proto_goTypes = []any{
 	(*ListEventsResponse)(nil),           // 41: mcias.plugin.storage.v1.ListEventsResponse
 	(*ReadEventsRequest)(nil),            // 42: mcias.plugin.storage.v1.ReadEventsRequest
 	(*ReadEventsResponse)(nil),           // 43: mcias.plugin.storage.v1.ReadEventsResponse
-	(*WatchChangesRequest)(nil),          // 44: mcias.plugin.storage.v1.WatchChangesRequest
-	(*ChangeNotice)(nil),                 // 45: mcias.plugin.storage.v1.ChangeNotice
-	(*TakeLoginAttemptRequest)(nil),      // 46: mcias.plugin.storage.v1.TakeLoginAttemptRequest
-	(*TakeLoginAttemptResponse)(nil),     // 47: mcias.plugin.storage.v1.TakeLoginAttemptResponse
-	(*auditv1.Timestamp)(nil),            // 48: mcias.plugin.audit.v1.Timestamp
-	(*auditv1.Event)(nil),                // 49: mcias.plugin.audit.v1.Event
+	(*SinkCursorRequest)(nil),            // 44: mcias.plugin.storage.v1.SinkCursorRequest
+	(*SinkCursorResponse)(nil),           // 45: mcias.plugin.storage.v1.SinkCursorResponse
+	(*SetSinkCursorRequest)(nil),         // 46: mcias.plugin.storage.v1.SetSinkCursorRequest
+	(*SetSinkCursorResponse)(nil),        // 47: mcias.plugin.storage.v1.SetSinkCursorResponse
+	(*WatchChangesRequest)(nil),          // 48: mcias.plugin.storage.v1.WatchChangesRequest
+	(*ChangeNotice)(nil),                 // 49: mcias.plugin.storage.v1.ChangeNotice
+	(*TakeLoginAttemptRequest)(nil),      // 50: mcias.plugin.storage.v1.TakeLoginAttemptRequest
+	(*TakeLoginAttemptResponse)(nil),     // 51: mcias.plugin.storage.v1.TakeLoginAttemptResponse
+	(*AcquireLeaseRequest)(nil),          // 52: mcias.plugin.storage.v1.AcquireLeaseRequest
+	(*AcquireLeaseResponse)(nil),         // 53: mcias.plugin.storage.v1.AcquireLeaseResponse
+	(*ReleaseLeaseRequest)(nil),          // 54: mcias.plugin.storage.v1.ReleaseLeaseRequest
+	(*ReleaseLeaseResponse)(nil),         // 55: mcias.plugin.storage.v1.ReleaseLeaseResponse
+	(*auditv1.Timestamp)(nil),            // 56: mcias.plugin.audit.v1.Timestamp
+	(*auditv1.Event)(nil),                // 57: mcias.plugin.audit.v1.Event
 }
 var file_mcias_plugin_storage_v1_storage_proto_depIdxs = []int32{
-	48, // 0: mcias.plugin.storage.v1.Account.created_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	48, // 1: mcias.plugin.storage.v1.Account.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	48, // 2: mcias.plugin.storage.v1.Token.issued_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	48, // 3: mcias.plugin.storage.v1.Token.expires_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	48, // 4: mcias.plugin.storage.v1.Token.revoked_at:type_name -> mcias.plugin.audit.v1.Timestamp
-	48, // 5: mcias.plugin.storage.v1.PGCreds.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 0: mcias.plugin.storage.v1.Account.created_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 1: mcias.plugin.storage.v1.Account.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 2: mcias.plugin.storage.v1.Token.issued_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 3: mcias.plugin.storage.v1.Token.expires_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 4: mcias.plugin.storage.v1.Token.revoked_at:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 5: mcias.plugin.storage.v1.PGCreds.updated_at:type_name -> mcias.plugin.audit.v1.Timestamp
 	0,  // 6: mcias.plugin.storage.v1.CreateAccountRequest.account:type_name -> mcias.plugin.storage.v1.Account
-	49, // 7: mcias.plugin.storage.v1.CreateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	57, // 7: mcias.plugin.storage.v1.CreateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	0,  // 8: mcias.plugin.storage.v1.GetAccountResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 9: mcias.plugin.storage.v1.GetAccountByUsernameResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 10: mcias.plugin.storage.v1.ListAccountsResponse.accounts:type_name -> mcias.plugin.storage.v1.Account
 	0,  // 11: mcias.plugin.storage.v1.UpdateAccountRequest.account:type_name -> mcias.plugin.storage.v1.Account
 	19, // 12: mcias.plugin.storage.v1.UpdateAccountRequest.options:type_name -> mcias.plugin.storage.v1.UpdateOptions
-	49, // 13: mcias.plugin.storage.v1.UpdateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	57, // 13: mcias.plugin.storage.v1.UpdateAccountRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	0,  // 14: mcias.plugin.storage.v1.UpdateAccountResponse.account:type_name -> mcias.plugin.storage.v1.Account
 	1,  // 15: mcias.plugin.storage.v1.CreateTokenRequest.token:type_name -> mcias.plugin.storage.v1.Token
-	49, // 16: mcias.plugin.storage.v1.CreateTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	57, // 16: mcias.plugin.storage.v1.CreateTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	1,  // 17: mcias.plugin.storage.v1.GetTokenResponse.token:type_name -> mcias.plugin.storage.v1.Token
-	48, // 18: mcias.plugin.storage.v1.RevokeTokenRequest.at:type_name -> mcias.plugin.audit.v1.Timestamp
-	49, // 19: mcias.plugin.storage.v1.RevokeTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
-	48, // 20: mcias.plugin.storage.v1.ListTokensRequest.expires_after:type_name -> mcias.plugin.audit.v1.Timestamp
-	48, // 21: mcias.plugin.storage.v1.ListTokensRequest.revoked_after:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 18: mcias.plugin.storage.v1.RevokeTokenRequest.at:type_name -> mcias.plugin.audit.v1.Timestamp
+	57, // 19: mcias.plugin.storage.v1.RevokeTokenRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	56, // 20: mcias.plugin.storage.v1.ListTokensRequest.expires_after:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 21: mcias.plugin.storage.v1.ListTokensRequest.revoked_after:type_name -> mcias.plugin.audit.v1.Timestamp
 	1,  // 22: mcias.plugin.storage.v1.ListTokensResponse.tokens:type_name -> mcias.plugin.storage.v1.Token
-	48, // 23: mcias.plugin.storage.v1.PruneTokensRequest.before:type_name -> mcias.plugin.audit.v1.Timestamp
+	56, // 23: mcias.plugin.storage.v1.PruneTokensRequest.before:type_name -> mcias.plugin.audit.v1.Timestamp
 	2,  // 24: mcias.plugin.storage.v1.GetPGCredsResponse.creds:type_name -> mcias.plugin.storage.v1.PGCreds
 	2,  // 25: mcias.plugin.storage.v1.PutPGCredsRequest.creds:type_name -> mcias.plugin.storage.v1.PGCreds
-	49, // 26: mcias.plugin.storage.v1.PutPGCredsRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	57, // 26: mcias.plugin.storage.v1.PutPGCredsRequest.event:type_name -> mcias.plugin.audit.v1.Event
 	2,  // 27: mcias.plugin.storage.v1.PutPGCredsResponse.creds:type_name -> mcias.plugin.storage.v1.PGCreds
-	49, // 28: mcias.plugin.storage.v1.AppendEventRequest.event:type_name -> mcias.plugin.audit.v1.Event
-	48, // 29: mcias.plugin.storage.v1.ListEventsRequest.since:type_name -> mcias.plugin.audit.v1.Timestamp
-	49, // 30: mcias.plugin.storage.v1.ListEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
-	49, // 31: mcias.plugin.storage.v1.ReadEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
-	48, // 32: mcias.plugin.storage.v1.TakeLoginAttemptRequest.now:type_name -> mcias.plugin.audit.v1.Timestamp
+	57, // 28: mcias.plugin.storage.v1.AppendEventRequest.event:type_name -> mcias.plugin.audit.v1.Event
+	56, // 29: mcias.plugin.storage.v1.ListEventsRequest.since:type_name -> mcias.plugin.audit.v1.Timestamp
+	57, // 30: mcias.plugin.storage.v1.ListEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
+	57, // 31: mcias.plugin.storage.v1.ReadEventsResponse.events:type_name -> mcias.plugin.audit.v1.Event
+	56, // 32: mcias.plugin.storage.v1.TakeLoginAttemptRequest.now:type_name -> mcias.plugin.audit.v1.Timestamp
 	3,  // 33: mcias.plugin.storage.v1.Storage.Open:input_type -> mcias.plugin.storage.v1.OpenRequest
 	5,  // 34: mcias.plugin.storage.v1.Storage.Info:input_type -> mcias.plugin.storage.v1.InfoRequest
 	7,  // 35: mcias.plugin.storage.v1.Storage.Ping:input_type -> mcias.plugin.storage.v1.PingRequest
@@ -2838,32 +3260,40 @@ var file_mcias_plugin_storage_v1_storage_proto_depIdxs = []int32{
 	38, // 50: mcias.plugin.storage.v1.Storage.AppendEvent:input_type -> mcias.plugin.storage.v1.AppendEventRequest
 	40, // 51: mcias.plugin.storage.v1.Storage.ListEvents:input_type -> mcias.plugin.storage.v1.ListEventsRequest
 	42, // 52: mcias.plugin.storage.v1.Storage.ReadEvents:input_type -> mcias.plugin.storage.v1.ReadEventsRequest
-	44, // 53: mcias.plugin.storage.v1.Storage.WatchChanges:input_type -> mcias.plugin.storage.v1.WatchChangesRequest
-	46, // 54: mcias.plugin.storage.v1.Storage.TakeLoginAttempt:input_type -> mcias.plugin.storage.v1.TakeLoginAttemptRequest
-	4,  // 55: mcias.plugin.storage.v1.Storage.Open:output_type -> mcias.plugin.storage.v1.OpenResponse
-	6,  // 56: mcias.plugin.storage.v1.Storage.Info:output_type -> mcias.plugin.storage.v1.InfoResponse
-	8,  // 57: mcias.plugin.storage.v1.Storage.Ping:output_type -> mcias.plugin.storage.v1.PingResponse
-	10, // 58: mcias.plugin.storage.v1.Storage.Close:output_type -> mcias.plugin.storage.v1.CloseResponse
-	12, // 59: mcias.plugin.storage.v1.Storage.CreateAccount:output_type -> mcias.plugin.storage.v1.CreateAccountResponse
-	14, // 60: mcias.plugin.storage.v1.Storage.GetAccount:output_type -> mcias.plugin.storage.v1.GetAccountResponse
-	16, // 61: mcias.plugin.storage.v1.Storage.GetAccountByUsername:output_type -> mcias.plugin.storage.v1.GetAccountByUsernameResponse
-	18, // 62: mcias.plugin.storage.v1.Storage.ListAccounts:output_type -> mcias.plugin.storage.v1.ListAccountsResponse
-	21, // 63: mcias.plugin.storage.v1.Storage.UpdateAccount:output_type -> mcias.plugin.storage.v1.UpdateAccountResponse
-	23, // 64: mcias.plugin.storage.v1.Storage.CountAccounts:output_type -> mcias.plugin.storage.v1.CountAccountsResponse
-	25, // 65: mcias.plugin.storage.v1.Storage.CreateToken:output_type -> mcias.plugin.storage.v1.CreateTokenResponse
-	27, // 66: mcias.plugin.storage.v1.Storage.GetToken:output_type -> mcias.plugin.storage.v1.GetTokenResponse
-	29, // 67: mcias.plugin.storage.v1.Storage.RevokeToken:output_type -> mcias.plugin.storage.v1.RevokeTokenResponse
-	31, // 68: mcias.plugin.storage.v1.Storage.ListTokens:output_type -> mcias.plugin.storage.v1.ListTokensResponse
-	33, // 69: mcias.plugin.storage.v1.Storage.PruneTokens:output_type -> mcias.plugin.storage.v1.PruneTokensResponse
-	35, // 70: mcias.plugin.storage.v1.Storage.GetPGCreds:output_type -> mcias.plugin.storage.v1.GetPGCredsResponse
-	37, // 71: mcias.plugin.storage.v1.Storage.PutPGCreds:output_type -> mcias.plugin.storage.v1.PutPGCredsResponse
-	39, // 72: mcias.plugin.storage.v1.Storage.AppendEvent:output_type -> mcias.plugin.storage.v1.AppendEventResponse
-	41, // 73: mcias.plugin.storage.v1.Storage.ListEvents:output_type -> mcias.plugin.storage.v1.ListEventsResponse
-	43, // 74: mcias.plugin.storage.v1.Storage.ReadEvents:output_type -> mcias.plugin.storage.v1.ReadEventsResponse
-	45, // 75: mcias.plugin.storage.v1.Storage.WatchChanges:output_type -> mcias.plugin.storage.v1.ChangeNotice
-	47, // 76: mcias.plugin.storage.v1.Storage.TakeLoginAttempt:output_type -> mcias.plugin.storage.v1.TakeLoginAttemptResponse
-	55, // [55:77] is the sub-list for method output_type
-	33, // [33:55] is the sub-list for method input_type
+	44, // 53: mcias.plugin.storage.v1.Storage.SinkCursor:input_type -> mcias.plugin.storage.v1.SinkCursorRequest
+	46, // 54: mcias.plugin.storage.v1.Storage.SetSinkCursor:input_type -> mcias.plugin.storage.v1.SetSinkCursorRequest
+	48, // 55: mcias.plugin.storage.v1.Storage.WatchChanges:input_type -> mcias.plugin.storage.v1.WatchChangesRequest
+	50, // 56: mcias.plugin.storage.v1.Storage.TakeLoginAttempt:input_type -> mcias.plugin.storage.v1.TakeLoginAttemptRequest
+	52, // 57: mcias.plugin.storage.v1.Storage.AcquireLease:input_type -> mcias.plugin.storage.v1.AcquireLeaseRequest
+	54, // 58: mcias.plugin.storage.v1.Storage.ReleaseLease:input_type -> mcias.plugin.storage.v1.ReleaseLeaseRequest
+	4,  // 59: mcias.plugin.storage.v1.Storage.Open:output_type -> mcias.plugin.storage.v1.OpenResponse
+	6,  // 60: mcias.plugin.storage.v1.Storage.Info:output_type -> mcias.plugin.storage.v1.InfoResponse
+	8,  // 61: mcias.plugin.storage.v1.Storage.Ping:output_type -> mcias.plugin.storage.v1.PingResponse
+	10, // 62: mcias.plugin.storage.v1.Storage.Close:output_type -> mcias.plugin.storage.v1.CloseResponse
+	12, // 63: mcias.plugin.storage.v1.Storage.CreateAccount:output_type -> mcias.plugin.storage.v1.CreateAccountResponse
+	14, // 64: mcias.plugin.storage.v1.Storage.GetAccount:output_type -> mcias.plugin.storage.v1.GetAccountResponse
+	16, // 65: mcias.plugin.storage.v1.Storage.GetAccountByUsername:output_type -> mcias.plugin.storage.v1.GetAccountByUsernameResponse
+	18, // 66: mcias.plugin.storage.v1.Storage.ListAccounts:output_type -> mcias.plugin.storage.v1.ListAccountsResponse
+	21, // 67: mcias.plugin.storage.v1.Storage.UpdateAccount:output_type -> mcias.plugin.storage.v1.UpdateAccountResponse
+	23, // 68: mcias.plugin.storage.v1.Storage.CountAccounts:output_type -> mcias.plugin.storage.v1.CountAccountsResponse
+	25, // 69: mcias.plugin.storage.v1.Storage.CreateToken:output_type -> mcias.plugin.storage.v1.CreateTokenResponse
+	27, // 70: mcias.plugin.storage.v1.Storage.GetToken:output_type -> mcias.plugin.storage.v1.GetTokenResponse
+	29, // 71: mcias.plugin.storage.v1.Storage.RevokeToken:output_type -> mcias.plugin.storage.v1.RevokeTokenResponse
+	31, // 72: mcias.plugin.storage.v1.Storage.ListTokens:output_type -> mcias.plugin.storage.v1.ListTokensResponse
+	33, // 73: mcias.plugin.storage.v1.Storage.PruneTokens:output_type -> mcias.plugin.storage.v1.PruneTokensResponse
+	35, // 74: mcias.plugin.storage.v1.Storage.GetPGCreds:output_type -> mcias.plugin.storage.v1.GetPGCredsResponse
+	37, // 75: mcias.plugin.storage.v1.Storage.PutPGCreds:output_type -> mcias.plugin.storage.v1.PutPGCredsResponse
+	39, // 76: mcias.plugin.storage.v1.Storage.AppendEvent:output_type -> mcias.plugin.storage.v1.AppendEventResponse
+	41, // 77: mcias.plugin.storage.v1.Storage.ListEvents:output_type -> mcias.plugin.storage.v1.ListEventsResponse
+	43, // 78: mcias.plugin.storage.v1.Storage.ReadEvents:output_type -> mcias.plugin.storage.v1.ReadEventsResponse
+	45, // 79: mcias.plugin.storage.v1.Storage.SinkCursor:output_type -> mcias.plugin.storage.v1.SinkCursorResponse
+	47, // 80: mcias.plugin.storage.v1.Storage.SetSinkCursor:output_type -> mcias.plugin.storage.v1.SetSinkCursorResponse
+	49, // 81: mcias.plugin.storage.v1.Storage.WatchChanges:output_type -> mcias.plugin.storage.v1.ChangeNotice
+	51, // 82: mcias.plugin.storage.v1.Storage.TakeLoginAttempt:output_type -> mcias.plugin.storage.v1.TakeLoginAttemptResponse
+	53, // 83: mcias.plugin.storage.v1.Storage.AcquireLease:output_type -> mcias.plugin.storage.v1.AcquireLeaseResponse
+	55, // 84: mcias.plugin.storage.v1.Storage.ReleaseLease:output_type -> mcias.plugin.storage.v1.ReleaseLeaseResponse
+	59, // [59:85] is the sub-list for method output_type
+	33, // [33:59] is the sub-list for method input_type
 	33, // [33:33] is the sub-list for extension type_name
 	33, // [33:33] is the sub-list for extension extendee
 	0,  // [0:33] is the sub-list for field type_name
@@ -2880,7 +3310,7 @@ func file_mcias_plugin_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_plugin_storage_v1_storage_proto_rawDesc), len(file_mcias_plugin_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -48,8 +48,12 @@ const (
 	Storage_AppendEvent_FullMethodName          = "/mcias.plugin.storage.v1.Storage/AppendEvent"
 	Storage_ListEvents_FullMethodName           = "/mcias.plugin.storage.v1.Storage/ListEvents"
 	Storage_ReadEvents_FullMethodName           = "/mcias.plugin.storage.v1.Storage/ReadEvents"
+	Storage_SinkCursor_FullMethodName           = "/mcias.plugin.storage.v1.Storage/SinkCursor"
+	Storage_SetSinkCursor_FullMethodName        = "/mcias.plugin.storage.v1.Storage/SetSinkCursor"
 	Storage_WatchChanges_FullMethodName         = "/mcias.plugin.storage.v1.Storage/WatchChanges"
 	Storage_TakeLoginAttempt_FullMethodName     = "/mcias.plugin.storage.v1.Storage/TakeLoginAttempt"
+	Storage_AcquireLease_FullMethodName         = "/mcias.plugin.storage.v1.Storage/AcquireLease"
+	Storage_ReleaseLease_FullMethodName         = "/mcias.plugin.storage.v1.Storage/ReleaseLease"
 )
 
 // StorageClient is the client API for Storage service.
@@ -85,6 +89,8 @@ type StorageClient interface {
 	AppendEvent(ctx context.Context, in *AppendEventRequest, opts ...grpc.CallOption) (*AppendEventResponse, error)
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	ReadEvents(ctx context.Context, in *ReadEventsRequest, opts ...grpc.CallOption) (*ReadEventsResponse, error)
+	SinkCursor(ctx context.Context, in *SinkCursorRequest, opts ...grpc.CallOption) (*SinkCursorResponse, error)
+	SetSinkCursor(ctx context.Context, in *SetSinkCursorRequest, opts ...grpc.CallOption) (*SetSinkCursorResponse, error)
 	// ChangeFeed (optional): change hints, beginning with an empty notice
 	// once the watch is established. UNIMPLEMENTED when the backend has no
 	// feed (and from plugins built before this RPC existed).
@@ -93,6 +99,11 @@ type StorageClient interface {
 	// UNIMPLEMENTED when the backend has none (and from plugins built before
 	// this RPC existed).
 	TakeLoginAttempt(ctx context.Context, in *TakeLoginAttemptRequest, opts ...grpc.CallOption) (*TakeLoginAttemptResponse, error)
+	// Leaser (optional): named leases with a time to live. UNIMPLEMENTED
+	// when the backend has none (and from plugins built before these RPCs
+	// existed).
+	AcquireLease(ctx context.Context, in *AcquireLeaseRequest, opts ...grpc.CallOption) (*AcquireLeaseResponse, error)
+	ReleaseLease(ctx context.Context, in *ReleaseLeaseRequest, opts ...grpc.CallOption) (*ReleaseLeaseResponse, error)
 }
 
 type storageClient struct {
@@ -303,6 +314,26 @@ func (c *storageClient) ReadEvents(ctx context.Context, in *ReadEventsRequest, o
 	return out, nil
 }
 
+func (c *storageClient) SinkCursor(ctx context.Context, in *SinkCursorRequest, opts ...grpc.CallOption) (*SinkCursorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SinkCursorResponse)
+	err := c.cc.Invoke(ctx, Storage_SinkCursor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageClient) SetSinkCursor(ctx context.Context, in *SetSinkCursorRequest, opts ...grpc.CallOption) (*SetSinkCursorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetSinkCursorResponse)
+	err := c.cc.Invoke(ctx, Storage_SetSinkCursor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *storageClient) WatchChanges(ctx context.Context, in *WatchChangesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ChangeNotice], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	stream, err := c.cc.NewStream(ctx, &Storage_ServiceDesc.Streams[0], Storage_WatchChanges_FullMethodName, cOpts...)
@@ -326,6 +357,26 @@ func (c *storageClient) TakeLoginAttempt(ctx context.Context, in *TakeLoginAttem
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TakeLoginAttemptResponse)
 	err := c.cc.Invoke(ctx, Storage_TakeLoginAttempt_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageClient) AcquireLease(ctx context.Context, in *AcquireLeaseRequest, opts ...grpc.CallOption) (*AcquireLeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AcquireLeaseResponse)
+	err := c.cc.Invoke(ctx, Storage_AcquireLease_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *storageClient) ReleaseLease(ctx context.Context, in *ReleaseLeaseRequest, opts ...grpc.CallOption) (*ReleaseLeaseResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReleaseLeaseResponse)
+	err := c.cc.Invoke(ctx, Storage_ReleaseLease_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +416,8 @@ type StorageServer interface {
 	AppendEvent(context.Context, *AppendEventRequest) (*AppendEventResponse, error)
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	ReadEvents(context.Context, *ReadEventsRequest) (*ReadEventsResponse, error)
+	SinkCursor(context.Context, *SinkCursorRequest) (*SinkCursorResponse, error)
+	SetSinkCursor(context.Context, *SetSinkCursorRequest) (*SetSinkCursorResponse, error)
 	// ChangeFeed (optional): change hints, beginning with an empty notice
 	// once the watch is established. UNIMPLEMENTED when the backend has no
 	// feed (and from plugins built before this RPC existed).
@@ -373,6 +426,11 @@ type StorageServer interface {
 	// UNIMPLEMENTED when the backend has none (and from plugins built before
 	// this RPC existed).
 	TakeLoginAttempt(context.Context, *TakeLoginAttemptRequest) (*TakeLoginAttemptResponse, error)
+	// Leaser (optional): named leases with a time to live. UNIMPLEMENTED
+	// when the backend has none (and from plugins built before these RPCs
+	// existed).
+	AcquireLease(context.Context, *AcquireLeaseRequest) (*AcquireLeaseResponse, error)
+	ReleaseLease(context.Context, *ReleaseLeaseRequest) (*ReleaseLeaseResponse, error)
 	mustEmbedUnimplementedStorageServer()
 }
 
@@ -443,11 +501,23 @@ func (UnimplementedStorageServer) ListEvents(context.Context, *ListEventsRequest
 func (UnimplementedStorageServer) ReadEvents(context.Context, *ReadEventsRequest) (*ReadEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ReadEvents not implemented")
 }
+func (UnimplementedStorageServer) SinkCursor(context.Context, *SinkCursorRequest) (*SinkCursorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SinkCursor not implemented")
+}
+func (UnimplementedStorageServer) SetSinkCursor(context.Context, *SetSinkCursorRequest) (*SetSinkCursorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetSinkCursor not implemented")
+}
 func (UnimplementedStorageServer) WatchChanges(*WatchChangesRequest, grpc.ServerStreamingServer[ChangeNotice]) error {
 	return status.Error(codes.Unimplemented, "method WatchChanges not implemented")
 }
 func (UnimplementedStorageServer) TakeLoginAttempt(context.Context, *TakeLoginAttemptRequest) (*TakeLoginAttemptResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TakeLoginAttempt not implemented")
+}
+func (UnimplementedStorageServer) AcquireLease(context.Context, *AcquireLeaseRequest) (*AcquireLeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AcquireLease not implemented")
+}
+func (UnimplementedStorageServer) ReleaseLease(context.Context, *ReleaseLeaseRequest) (*ReleaseLeaseResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReleaseLease not implemented")
 }
 func (UnimplementedStorageServer) mustEmbedUnimplementedStorageServer() {}
 func (UnimplementedStorageServer) testEmbeddedByValue()                 {}
@@ -830,6 +900,42 @@ func _Storage_ReadEvents_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Storage_SinkCursor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SinkCursorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).SinkCursor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_SinkCursor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).SinkCursor(ctx, req.(*SinkCursorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Storage_SetSinkCursor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetSinkCursorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).SetSinkCursor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_SetSinkCursor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).SetSinkCursor(ctx, req.(*SetSinkCursorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Storage_WatchChanges_Handler(srv interface{}, stream grpc.ServerStream) error {
 	m := new(WatchChangesRequest)
 	if err := stream.RecvMsg(m); err != nil {
@@ -855,6 +961,42 @@ func _Storage_TakeLoginAttempt_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(StorageServer).TakeLoginAttempt(ctx, req.(*TakeLoginAttemptRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Storage_AcquireLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AcquireLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).AcquireLease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_AcquireLease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).AcquireLease(ctx, req.(*AcquireLeaseRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Storage_ReleaseLease_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReleaseLeaseRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(StorageServer).ReleaseLease(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Storage_ReleaseLease_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(StorageServer).ReleaseLease(ctx, req.(*ReleaseLeaseRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -947,8 +1089,24 @@ var Storage_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Storage_ReadEvents_Handler,
 		},
 		{
+			MethodName: "SinkCursor",
+			Handler:    _Storage_SinkCursor_Handler,
+		},
+		{
+			MethodName: "SetSinkCursor",
+			Handler:    _Storage_SetSinkCursor_Handler,
+		},
+		{
 			MethodName: "TakeLoginAttempt",
 			Handler:    _Storage_TakeLoginAttempt_Handler,
+		},
+		{
+			MethodName: "AcquireLease",
+			Handler:    _Storage_AcquireLease_Handler,
+		},
+		{
+			MethodName: "ReleaseLease",
+			Handler:    _Storage_ReleaseLease_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
