@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	_ "modernc.org/sqlite"
+)
+
+// verifyCLI runs `audit verify` with the built mciasctl or mciasgrpcctl
+// and returns its output and exit status.
+func verifyCLI(t *testing.T, s *server, token, bin string, args ...string) (string, int) {
+	t.Helper()
+	env := []string{"MCIAS_SERVER=https://" + s.addr, "MCIAS_GRPC_SERVER=" + s.grpc,
+		"MCIAS_CA=" + filepath.Join(s.dir, "run", "tls", "ca.pem"), "MCIAS_TOKEN=" + token}
+	out, err := runIn(s.dir, env, "", "bin/"+bin, append([]string{"audit", "verify"}, args...)...)
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return out, 0
+	case errors.As(err, &ee):
+		return out, ee.ExitCode()
+	}
+	t.Fatalf("%s audit verify: %v\n%s", bin, err, out)
+	return "", 0
+}
+
+// TestAuditTamperEvidence is issue 6's tamper test on the real server and
+// SQLite file: an untouched log verifies over REST and gRPC; an event
+// changed in the database file while the server is down is named by its
+// seq once the server is back; a deleted event is found at the event
+// after the hole.
+func TestAuditTamperEvidence(t *testing.T) {
+	dir := newInstance(t)
+	s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
+	c := client(t, dir, 0)
+	login := func() string {
+		st, body := post(t, c, "https://"+s.addr+"/v1/auth/login", "", fmt.Sprintf(`{"username":"admin","password":%q}`, adminPassword))
+		if st != 200 {
+			t.Fatalf("login: %d %v", st, body)
+		}
+		return body["token"].(string)
+	}
+	admin := login()
+	base := "https://" + s.addr
+	for i := range 3 {
+		if st, _ := post(t, c, base+"/v1/auth/login", "", fmt.Sprintf(`{"username":"admin","password":"wrong-%d"}`, i)); st != 401 {
+			t.Fatalf("wrong password: %d", st)
+		}
+	}
+	if st, body := post(t, c, base+"/v1/accounts", admin, `{"username":"alice","account_type":"system"}`); st != 201 {
+		t.Fatalf("create account: %d %v", st, body)
+	}
+	for _, bin := range []string{"mciasctl", "mciasgrpcctl"} {
+		if out, code := verifyCLI(t, s, admin, bin); code != 0 || !strings.Contains(out, "audit chain intact") {
+			t.Fatalf("%s audit verify on an untouched log: exit %d\n%s", bin, code, out)
+		}
+	}
+	if err := s.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	// Change one stored event in the database file, as someone with
+	// write access to it could: the second failed login now seems to come
+	// from elsewhere.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "run", "mcias.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var seq int64
+	var ip string
+	if err := db.QueryRow(`SELECT seq, ip FROM audit_events WHERE type = 'login_failure' ORDER BY seq LIMIT 1 OFFSET 1`).Scan(&seq, &ip); err != nil {
+		t.Fatal(err)
+	}
+	exec1 := func(q string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(q, args...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	exec1(`UPDATE audit_events SET ip = '203.0.113.7' WHERE seq = ?`, seq)
+
+	s = start(t, dir)
+	admin = login()
+	want := fmt.Sprintf("audit chain broken at seq %d (event ", seq)
+	for _, bin := range []string{"mciasctl", "mciasgrpcctl"} {
+		out, code := verifyCLI(t, s, admin, bin)
+		if code != 5 || !strings.Contains(out, want) || !strings.Contains(out, "the event was modified") {
+			t.Fatalf("%s audit verify after a modification: exit %d, want 5 naming seq %d\n%s", bin, code, seq, out)
+		}
+	}
+
+	// Put it back: the log verifies again, so the break was that edit.
+	exec1(`UPDATE audit_events SET ip = ? WHERE seq = ?`, ip, seq)
+	if out, code := verifyCLI(t, s, admin, "mciasctl"); code != 0 {
+		t.Fatalf("audit verify after undoing the edit: exit %d\n%s", code, out)
+	}
+
+	// Delete an event: the one after the hole no longer links.
+	var next int64
+	if err := db.QueryRow(`SELECT MIN(seq) FROM audit_events WHERE seq > ?`, seq).Scan(&next); err != nil {
+		t.Fatal(err)
+	}
+	exec1(`DELETE FROM audit_events WHERE seq = ?`, seq)
+	out, code := verifyCLI(t, s, admin, "mciasctl")
+	if code != 5 || !strings.Contains(out, fmt.Sprintf("audit chain broken at seq %d (event ", next)) ||
+		!strings.Contains(out, "deleted or changed") {
+		t.Fatalf("audit verify after a deletion: exit %d, want 5 naming seq %d\n%s", code, next, out)
+	}
+}
