@@ -2,9 +2,11 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
+	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/custody"
 )
@@ -47,10 +49,13 @@ func (s *Service) ListKeys(ctx context.Context, c Caller) ([]custody.PublicKey, 
 		return nil, err
 	}
 	var keys []custody.PublicKey
-	var err error
+	err := sdk.ErrNotImplemented
 	if h, ok := s.cust.(custody.KeyHistory); ok {
+		// Behind the plugin wire the capability is always offered; a
+		// custodian without it answers ErrNotImplemented.
 		keys, err = h.AllPublicKeys(ctx)
-	} else {
+	}
+	if errors.Is(err, sdk.ErrNotImplemented) {
 		keys, err = s.cust.PublicKeys(ctx)
 	}
 	if err != nil {
