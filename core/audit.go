@@ -3,15 +3,11 @@ package core
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"time"
 
 	"github.com/google/uuid"
 
-	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/storage"
 )
@@ -21,9 +17,6 @@ import (
 // the login itself is recorded by the login_success event stored with the
 // token. (CONTRACT.md lists the minimum set of types; this one is extra.)
 const TOTPUse audit.Type = "totp_use"
-
-// sinkBatch is how many events one Deliver call carries.
-const sinkBatch = 256
 
 // event builds an audit event for an act by c on accountID.
 func (s *Service) event(c Caller, typ audit.Type, accountID string, outcome audit.Outcome, details map[string]string) audit.Event {
@@ -106,107 +99,4 @@ func pageLimit(n int) (int, error) {
 		return 0, invalid("limit must be between 1 and 500")
 	}
 	return n, nil
-}
-
-// sinkWorker forwards stored events to one sink, following the storage
-// feed from its own cursor so a slow or broken sink holds up no other
-// and no request.
-type sinkWorker struct {
-	name string
-	sink audit.Sink
-	poke chan struct{}
-
-	mu      sync.Mutex
-	cursor  int64 // Seq of the last event delivered
-	up      bool
-	lastErr string
-}
-
-func newSinkWorker(name string, sk audit.Sink, cursor int64) *sinkWorker {
-	return &sinkWorker{name: name, sink: sk, poke: make(chan struct{}, 1), cursor: cursor, up: true}
-}
-
-func (w *sinkWorker) state() (bool, string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.up, w.lastErr
-}
-
-func (w *sinkWorker) setState(err error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.up = err == nil
-	w.lastErr = ""
-	if err != nil {
-		w.lastErr = "audit sink " + sdk.KindOf(err).Error()
-	}
-}
-
-// pokeSinks wakes every sink worker; it never blocks.
-func (s *Service) pokeSinks() {
-	for _, w := range s.sinks {
-		select {
-		case w.poke <- struct{}{}:
-		default:
-		}
-	}
-}
-
-func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
-	defer s.wg.Done()
-	t := time.NewTicker(sinkPollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.poke:
-		case <-t.C:
-		}
-		if err := s.drainSink(ctx, w, true); err != nil && ctx.Err() == nil {
-			s.log.Warn("core: audit sink", "sink", w.name, "err", err)
-		}
-	}
-}
-
-// drainSink delivers every stored event past the worker's cursor. With
-// retry, a failed Deliver is repeated with exponential backoff until it
-// succeeds or ctx ends; without, the first failure is returned.
-func (s *Service) drainSink(ctx context.Context, w *sinkWorker, retry bool) error {
-	for {
-		w.mu.Lock()
-		cursor := w.cursor
-		w.mu.Unlock()
-		evs, err := s.store.Audit().ReadEvents(ctx, cursor, sinkBatch)
-		if err != nil {
-			return fmt.Errorf("read events: %w", err)
-		}
-		if len(evs) == 0 {
-			return nil
-		}
-		backoff := 100 * time.Millisecond
-		for {
-			err = w.sink.Deliver(ctx, evs)
-			w.setState(err)
-			if err == nil {
-				break
-			}
-			if !retry {
-				return err
-			}
-			s.log.Warn("core: deliver audit events", "sink", w.name, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return errors.Join(err, ctx.Err())
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 30*time.Second)
-		}
-		w.mu.Lock()
-		w.cursor = evs[len(evs)-1].Seq
-		w.mu.Unlock()
-		if len(evs) < sinkBatch {
-			return nil
-		}
-	}
 }

@@ -172,10 +172,22 @@ type env struct {
 	admin core.Caller
 }
 
-func newEnv(t testing.TB, sinks ...audit.Sink) *env {
+func newEnv(t testing.TB, sinks ...core.SinkConfig) *env {
+	t.Helper()
+	return newEnvWith(t, nil, sinks...)
+}
+
+// newEnvWith is newEnv with the config edited by edit (when not nil)
+// before the service starts.
+func newEnvWith(t testing.TB, edit func(*core.Config), sinks ...core.SinkConfig) *env {
+	t.Helper()
+	return newEnvAt(t, t.TempDir(), edit, sinks...)
+}
+
+// newEnvAt is newEnvWith with the database and keys in dir.
+func newEnvAt(t testing.TB, dir string, edit func(*core.Config), sinks ...core.SinkConfig) *env {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	st, err := sqlite.Open(ctx, "sqlite://"+filepath.Join(dir, "mcias.db"), nil)
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
@@ -195,6 +207,9 @@ func newEnv(t testing.TB, sinks ...audit.Sink) *env {
 		// A whole second so token times (seconds) match the clock.
 		clk: &clock{t: time.Now().UTC().Truncate(time.Second)},
 		cfg: core.Config{Issuer: issuer, Password: fastParams, MaxConcurrentHashes: 4},
+	}
+	if edit != nil {
+		edit(&e.cfg)
 	}
 	e.deps = core.Deps{Store: e.store, Custodian: cust, Sinks: sinks, Now: e.clk.Now}
 	// Registered first so it runs last, after every service is closed.

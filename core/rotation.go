@@ -32,8 +32,10 @@ import (
 // unexpired token it signed.
 //
 // Several nodes on one database must not rotate on their own schedules:
-// give rotate_every to one node only (see ARCHITECTURE.md). Storage-level
-// leader election is future work.
+// the schedule runs only on the node holding the storage lease
+// "key-rotation" (lease.go) when the store offers storage.Leaser, so every
+// node can carry the same rotate_every. On-demand rotation (RotateKeys) is
+// an admin's act and runs on whichever node receives it.
 
 // rotation reasons recorded on revoked tokens and in key_rotation events.
 const (
@@ -111,11 +113,11 @@ func (c *Config) rotationTick() time.Duration {
 	return min(max(c.PublishAhead/4, time.Second), refreshInterval)
 }
 
-// rotationLoop runs the schedule: it activates a next key once it has
+// rotationLoop runs the schedule (while this process holds the rotation
+// lease): it activates a next key once it has
 // been published long enough, retires retiring keys whose tokens are all
 // expired, and creates the next key when a scheduled rotation is due.
 func (s *Service) rotationLoop(ctx context.Context) {
-	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.rotationTick())
 	defer t.Stop()
 	for {
@@ -192,6 +194,9 @@ func (s *Service) RotationStep(ctx context.Context) error {
 	return nil
 }
 
+// rotationEventTimeout bounds the store of a key_rotation event.
+const rotationEventTimeout = 10 * time.Second
+
 // rotationEvent records a key_rotation event. Storage being down must
 // not undo a rotation that the custodian already made durable, so a
 // failure is logged, not returned.
@@ -199,6 +204,9 @@ func (s *Service) rotationEvent(ctx context.Context, c Caller, action, kid strin
 	d = withDetail(d, "action", action)
 	d["kid"] = kid
 	s.log.Info("core: key rotation", "action", action, "kid", kid)
+	// Not cut short by a shutdown that began after the custodian acted.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rotationEventTimeout)
+	defer cancel()
 	if err := s.appendEvent(ctx, s.event(c, audit.KeyRotation, "", audit.Success, d)); err != nil {
 		s.log.Error("core: key rotation: audit event not stored", "action", action, "kid", kid, "err", err)
 	}

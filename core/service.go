@@ -7,14 +7,15 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
 
 	"github.com/metacircular/mcias/core/password"
 	"github.com/metacircular/mcias/core/pluginhost"
 	"github.com/metacircular/mcias/sdk"
-	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/custody"
 	"github.com/metacircular/mcias/sdk/storage"
 )
@@ -68,6 +69,13 @@ type Config struct {
 	RotateEvery  time.Duration // scheduled rotation period; 0: on demand only
 	PublishAhead time.Duration // a next key is published this long before it signs; default 2m
 	RetireAfter  time.Duration // a retiring key stays published this long; default and minimum: longest token life
+
+	// Audit delivery to sinks and checkpoints (see delivery.go,
+	// checkpoint.go).
+	Audit AuditDelivery
+	// LeaseTTL is how long a storage lease (lease.go) lasts unrenewed;
+	// default 30s. Used only with a store that offers storage.Leaser.
+	LeaseTTL time.Duration
 }
 
 // Deps are the backends and helpers the core runs on. The core does not
@@ -75,7 +83,7 @@ type Config struct {
 type Deps struct {
 	Store     storage.Store
 	Custodian custody.Custodian
-	Sinks     []audit.Sink
+	Sinks     []SinkConfig
 	Logger    *slog.Logger
 	Now       func() time.Time
 }
@@ -99,6 +107,18 @@ type Service struct {
 	feedCursor time.Time // RevokedAfter of the next revocation-feed read
 
 	sinks []*sinkWorker
+	// holder names this process in storage leases.
+	holder string
+	// cpMu serialises checkpoints; cpHeld: this process holds the
+	// checkpoint lease (or there are no leases).
+	cpMu   sync.Mutex
+	cpHeld atomic.Bool
+
+	// finalCtx is Close's context, set just before the background work
+	// is told to stop: the work that then runs once more (the last sink
+	// flush, lease releases) is bounded by it. Nil while running.
+	finalMu  sync.Mutex
+	finalCtx context.Context
 
 	stop      context.CancelFunc
 	wg        sync.WaitGroup
@@ -147,6 +167,15 @@ func (c *Config) applyDefaults() error {
 	if err := c.Password.Validate(); err != nil {
 		return fmt.Errorf("core: config: password params: %w", err)
 	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.LeaseTTL < 3*time.Millisecond {
+		return fmt.Errorf("core: config: lease ttl %s is too short", c.LeaseTTL)
+	}
+	if err := c.Audit.applyDefaults(); err != nil {
+		return err
+	}
 	return c.rotationDefaults()
 }
 
@@ -173,6 +202,7 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		log:    d.Logger,
 		now:    d.Now,
 		hasher: password.NewHasher(cfg.Password, cfg.MaxConcurrentHashes),
+		holder: uuid.NewString(),
 	}
 	s.parser = jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
@@ -204,20 +234,8 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 	}
 	s.feedCursor = now
 
-	var lastSeq int64
-	newest, err := s.store.Audit().ListEvents(ctx, storage.EventFilter{Limit: 1})
-	if err != nil {
-		return nil, fmt.Errorf("core: new: read audit cursor: %w", err)
-	}
-	if len(newest) > 0 {
-		lastSeq = newest[0].Seq
-	}
-	for i, sk := range d.Sinks {
-		name := fmt.Sprintf("sink%d", i)
-		if info, err := sk.Info(ctx); err == nil && info.Name != "" {
-			name = info.Name
-		}
-		s.sinks = append(s.sinks, newSinkWorker(name, sk, lastSeq))
+	if s.sinks, err = sinkWorkers(ctx, d.Sinks); err != nil {
+		return nil, err
 	}
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -229,22 +247,32 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 		go s.followChanges(bg, feed)
 	}
 	if _, err := s.rotator(ctx); err == nil {
-		s.wg.Add(1)
-		go s.rotationLoop(bg)
+		s.wg.Go(func() { s.leased(bg, leaseRotation, nil, s.rotationLoop) })
+	}
+	if s.cfg.Audit.CheckpointEvery > 0 {
+		s.wg.Go(func() { s.leased(bg, leaseCheckpoint, &s.cpHeld, s.checkpointLoop) })
 	}
 	for _, w := range s.sinks {
-		s.wg.Add(1)
-		go s.runSink(bg, w)
+		s.wg.Go(func() { s.leased(bg, leaseSinkPrefix+w.cfg.Name, nil, func(ctx context.Context) { s.runSink(ctx, w) }) })
 	}
 	return s, nil
 }
 
-// Close stops the background work and makes one last attempt, bounded
-// by ctx, to deliver pending audit events to the sinks. It does not close
-// the backends; their owner does.
+// Close stops the background work. Before, it writes a last checkpoint
+// if the head moved (on the node that checkpoints); after, each sink this
+// process delivers to gets one last attempt at what is pending, bounded by
+// ctx. It does not close the backends; their owner does.
 func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		if s.cfg.Audit.CheckpointEvery > 0 && s.cpHeld.Load() {
+			if _, cerr := s.Checkpoint(ctx); cerr != nil {
+				s.log.Warn("core: final audit checkpoint failed", "err", cerr)
+			}
+		}
+		s.finalMu.Lock()
+		s.finalCtx = ctx
+		s.finalMu.Unlock()
 		s.stop()
 		done := make(chan struct{})
 		go func() { s.wg.Wait(); close(done) }()
@@ -252,15 +280,16 @@ func (s *Service) Close(ctx context.Context) error {
 		case <-done:
 		case <-ctx.Done():
 			err = fmt.Errorf("core: close: %w", ctx.Err())
-			return
-		}
-		for _, w := range s.sinks {
-			if derr := s.drainSink(ctx, w, false); derr != nil {
-				err = errors.Join(err, fmt.Errorf("core: close: flush sink %s: %w", w.name, derr))
-			}
 		}
 	})
 	return err
+}
+
+// finalContext is Close's context once Close has begun, else nil.
+func (s *Service) finalContext() context.Context {
+	s.finalMu.Lock()
+	defer s.finalMu.Unlock()
+	return s.finalCtx
 }
 
 // Ready reports whether every backend can serve calls now. Error strings
@@ -295,9 +324,38 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 	}
 	set("custody", s.cust, st)
 
+	var head int64
+	var headErr error
+	if len(s.sinks) > 0 {
+		head, headErr = s.headSeq(ctx)
+	}
 	for _, w := range s.sinks {
-		up, msg := w.state()
-		set("audit:"+w.name, w.sink, BackendState{Name: w.name, Up: up, Error: msg})
+		st := BackendState{Name: w.cfg.Name, Up: true}
+		if info, err := w.cfg.Sink.Info(ctx); err == nil && info.Name != "" {
+			st.Name = info.Name
+		}
+		ss, err := s.sinkStatus(ctx, w, head)
+		if err = errors.Join(headErr, err); err != nil {
+			// Storage is down and says so above; the lag is unknown.
+			ss.LastError = "storage " + sdk.KindOf(err).Error()
+		}
+		st.Sink = &ss
+		switch {
+		case ss.LagExceeded:
+			st.Up, st.Error = false, "audit sink lags beyond its bound"
+		case ss.State == SinkRetrying || ss.State == SinkOpen:
+			st.Up, st.Error = false, "audit sink "+ss.LastError
+		}
+		// Only a required sink beyond its bound holds readiness down;
+		// any other sink trouble is reported, not fatal.
+		if p, ok := w.cfg.Sink.(interface{ PluginStatus() pluginhost.Status }); ok {
+			ps := p.PluginStatus()
+			st.Plugin = &ps
+		}
+		if ss.LagExceeded {
+			r.Ready = false
+		}
+		r.Backends["audit:"+w.cfg.Name] = st
 	}
 	return r
 }

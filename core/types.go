@@ -136,9 +136,13 @@ type BackendState struct {
 	Error string // short, client-safe reason when down
 	// Plugin is set when the backend runs as a supervised subprocess.
 	Plugin *pluginhost.Status
+	// Sink is set for audit sinks: their delivery state and lag.
+	Sink *SinkStatus
 }
 
-// Readiness reports every backend; Ready is true when all are up.
+// Readiness reports every backend. Ready is true when storage and custody
+// are up and no required audit sink lags beyond its bound; other sink
+// trouble shows in its BackendState but does not make the service unready.
 type Readiness struct {
 	Ready    bool
 	Backends map[string]BackendState // keyed by role: "storage", "custody", "audit:<name>"

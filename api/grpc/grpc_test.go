@@ -34,7 +34,7 @@ import (
 
 const adminPass = "correct horse battery staple"
 
-func newServer(t testing.TB, cfg grpcapi.Config) (*grpcapi.Server, *grpc.ClientConn) {
+func newServer(t testing.TB, cfg grpcapi.Config, sinks ...core.SinkConfig) (*grpcapi.Server, *grpc.ClientConn) {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -54,7 +54,7 @@ func newServer(t testing.TB, cfg grpcapi.Config) (*grpcapi.Server, *grpc.ClientC
 	}
 	t.Cleanup(func() { _ = cust.Close(context.Background()) })
 	svc, err := core.New(ctx, core.Config{Issuer: "https://mcias.test", Password: password.Params{Time: 2, MemoryKiB: 19456, Threads: 1}},
-		core.Deps{Store: store, Custodian: cust, Logger: logger})
+		core.Deps{Store: store, Custodian: cust, Logger: logger, Sinks: sinks})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,15 @@ func (s adminServer) Ready(ctx context.Context, _ *pb.ReadyRequest) (*pb.ReadyRe
 		v := &pb.BackendStatus{Name: b.Name, Status: "up"}
 		if !b.Up {
 			v.Status, v.Error = "down", b.Error
-			down = append(down, role)
+			// A sink that is down holds readiness only when required
+			// and beyond its bound.
+			if b.Sink == nil || b.Sink.LagExceeded {
+				down = append(down, role)
+			}
+		}
+		if sk := b.Sink; sk != nil {
+			v.Sink = &pb.SinkStatus{State: sk.State, Required: sk.Required, Cursor: sk.Cursor, LagEvents: sk.LagEvents,
+				LagSeconds: sk.LagAge.Seconds(), LagExceeded: sk.LagExceeded, Failures: int64(sk.Failures), LastError: sk.LastError}
 		}
 		if p := b.Plugin; p != nil {
 			v.Plugin = &pb.PluginStatus{Name: p.Name, Status: "up", Pid: int64(p.PID), Restarts: int64(p.Restarts), LastCrash: p.LastError}

@@ -26,6 +26,18 @@ type backendView struct {
 	Status string      `json:"status"`
 	Error  string      `json:"error,omitempty"`
 	Plugin *pluginView `json:"plugin,omitempty"`
+	Sink   *sinkView   `json:"sink,omitempty"`
+}
+
+type sinkView struct {
+	State       string  `json:"state"`
+	Required    bool    `json:"required"`
+	Cursor      int64   `json:"cursor"`
+	LagEvents   int64   `json:"lag_events"`
+	LagSeconds  float64 `json:"lag_seconds"`
+	LagExceeded bool    `json:"lag_exceeded"`
+	Failures    int     `json:"failures"`
+	LastError   string  `json:"last_error,omitempty"`
 }
 
 type pluginView struct {
@@ -50,6 +62,10 @@ func (s *Server) ready(c *gin.Context) {
 				v.Plugin.Status = "down"
 			}
 		}
+		if sk := b.Sink; sk != nil {
+			v.Sink = &sinkView{State: sk.State, Required: sk.Required, Cursor: sk.Cursor, LagEvents: sk.LagEvents,
+				LagSeconds: sk.LagAge.Seconds(), LagExceeded: sk.LagExceeded, Failures: sk.Failures, LastError: sk.LastError}
+		}
 		backends[role] = v
 	}
 	if r.Ready {
@@ -58,7 +74,9 @@ func (s *Server) ready(c *gin.Context) {
 	}
 	var down []string
 	for role, b := range backends {
-		if b.Status != "up" {
+		// A sink that is down holds readiness only when required and
+		// beyond its bound.
+		if b.Status != "up" && (b.Sink == nil || b.Sink.LagExceeded) {
 			down = append(down, role)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/metacircular/mcias/api/rest"
 	"github.com/metacircular/mcias/backends/custody/local"
@@ -40,6 +41,12 @@ type env struct {
 
 func newEnv(t *testing.T, cfg rest.Config) *env {
 	t.Helper()
+	return newEnvSinks(t, cfg)
+}
+
+// newEnvSinks is newEnv with audit sinks.
+func newEnvSinks(t *testing.T, cfg rest.Config, sinks ...core.SinkConfig) *env {
+	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -60,7 +67,8 @@ func newEnv(t *testing.T, cfg rest.Config) *env {
 	svc, err := core.New(ctx, core.Config{
 		Issuer:   "https://mcias.test",
 		Password: password.Params{Time: 2, MemoryKiB: 19456, Threads: 1},
-	}, core.Deps{Store: store, Custodian: custodian, Logger: logger})
+		Audit:    core.AuditDelivery{RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond},
+	}, core.Deps{Store: store, Custodian: custodian, Logger: logger, Sinks: sinks})
 	if err != nil {
 		t.Fatal(err)
 	}

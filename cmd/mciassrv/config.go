@@ -16,6 +16,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/password"
 )
 
@@ -85,9 +86,41 @@ type CatalogEntry struct {
 	Env    []string `toml:"env"`
 }
 
+// AuditConfig is delivery of stored audit events to sinks, and
+// checkpoints of the hash chain (core.AuditDelivery).
 type AuditConfig struct {
-	Sinks []BackendConfig `toml:"sinks"`
+	Sinks           []SinkConfig `toml:"sinks"`
+	DeliverTimeout  Duration     `toml:"deliver_timeout"`  // deadline of one delivery call
+	RetryMin        Duration     `toml:"retry_min"`        // first retry delay
+	RetryMax        Duration     `toml:"retry_max"`        // retry delay cap
+	BreakerFailures int          `toml:"breaker_failures"` // failures in a row that open the breaker
+	BreakerCooldown Duration     `toml:"breaker_cooldown"` // rest of an open breaker before one probe
+	CheckpointEvery Duration     `toml:"checkpoint_every"` // 0: no checkpoints
+	// LeaseTTL is how long a node's claim to a job (a sink's delivery,
+	// checkpoints, key rotation) outlives it on a store shared by nodes.
+	LeaseTTL Duration `toml:"lease_ttl"`
 }
+
+// SinkConfig is one [[audit.sinks]] entry.
+type SinkConfig struct {
+	URI    string `toml:"uri"`
+	Config string `toml:"config"`
+	// Name keys the sink's cursor and lease in storage: keep it stable.
+	// Empty: the URI scheme, or the plugin name of a plugin: URI, when no
+	// other sink has that name.
+	Name string `toml:"name"`
+	// Start: where a sink new to storage starts, "beginning" (the whole
+	// stored log, default) or "now".
+	Start string `toml:"start"`
+	// Required: lagging beyond max_lag or max_lag_events makes /v1/ready
+	// report unavailable (requests are still served).
+	Required     bool     `toml:"required"`
+	MaxLag       Duration `toml:"max_lag"`
+	MaxLagEvents int64    `toml:"max_lag_events"`
+}
+
+// Backend is the sink's backend part.
+func (s SinkConfig) Backend() BackendConfig { return BackendConfig{URI: s.URI, Config: s.Config} }
 
 type TokensConfig struct {
 	Issuer        string   `toml:"issuer"`
@@ -157,6 +190,15 @@ func defaultConfig() Config {
 			Leeway:        Duration{30 * time.Second},
 		},
 		Keys: KeysConfig{PublishAhead: Duration{2 * time.Minute}},
+		Audit: AuditConfig{
+			DeliverTimeout:  Duration{core.DefaultDeliverTimeout},
+			RetryMin:        Duration{core.DefaultRetryMin},
+			RetryMax:        Duration{core.DefaultRetryMax},
+			BreakerFailures: core.DefaultBreakerFailures,
+			BreakerCooldown: Duration{core.DefaultBreakerCooldown},
+			CheckpointEvery: Duration{core.DefaultCheckpointEvery},
+			LeaseTTL:        Duration{core.DefaultLeaseTTL},
+		},
 		Password: PasswordConfig{
 			Argon2Time:      p.Time,
 			Argon2MemoryKiB: p.MemoryKiB,
@@ -247,6 +289,7 @@ func (c *Config) validate(known knownSchemes) error {
 		add("tls.cert_file and tls.key_file are required (run `mciassrv init` for a development certificate)")
 	}
 	c.validatePlugins(add, known)
+	c.validateAudit(add)
 	if c.Tokens.Issuer == "" {
 		add("tokens.issuer is required (the iss claim, e.g. \"https://mcias.example.org\")")
 	}
@@ -376,7 +419,109 @@ func (c *Config) validatePlugins(add func(string, ...any), known knownSchemes) {
 	check("storage", c.Storage, known.storage)
 	check("custody", c.Custody, known.custody)
 	for i, s := range c.Audit.Sinks {
-		check(fmt.Sprintf("audit.sinks[%d]", i), s, known.audit)
+		check(fmt.Sprintf("audit.sinks[%d]", i), s.Backend(), known.audit)
+	}
+}
+
+var sinkNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
+
+// validateAudit checks [audit] and names every sink: a sink without a
+// name gets its URI's scheme (or plugin name) when that is unambiguous.
+func (c *Config) validateAudit(add func(string, ...any)) {
+	a := &c.Audit
+	for name, d := range map[string]Duration{
+		"audit.deliver_timeout": a.DeliverTimeout, "audit.retry_min": a.RetryMin,
+		"audit.retry_max": a.RetryMax, "audit.breaker_cooldown": a.BreakerCooldown,
+		"audit.lease_ttl": a.LeaseTTL,
+	} {
+		if d.Duration <= 0 {
+			add("%s must be positive", name)
+		}
+	}
+	if a.RetryMax.Duration < a.RetryMin.Duration {
+		add("audit.retry_max must not be below audit.retry_min")
+	}
+	if a.BreakerFailures < 1 {
+		add("audit.breaker_failures must be at least 1")
+	}
+	if a.CheckpointEvery.Duration < 0 {
+		add("audit.checkpoint_every must be 0 (no checkpoints) or positive")
+	}
+	if a.LeaseTTL.Duration > 0 && a.LeaseTTL.Duration < time.Second {
+		add("audit.lease_ttl must be at least 1s")
+	}
+	derived := func(s SinkConfig) string {
+		u, err := url.Parse(s.URI)
+		if err != nil {
+			return ""
+		}
+		if u.Scheme == pluginScheme {
+			return u.Opaque
+		}
+		return u.Scheme
+	}
+	explicit := map[string]int{}
+	for _, s := range a.Sinks {
+		if s.Name != "" {
+			explicit[s.Name]++
+		}
+	}
+	count := map[string]int{}
+	for _, s := range a.Sinks {
+		if s.Name == "" {
+			count[derived(s)]++
+		}
+	}
+	seen := map[string]bool{}
+	for i := range a.Sinks {
+		s := &a.Sinks[i]
+		key := fmt.Sprintf("audit.sinks[%d]", i)
+		if s.Name == "" {
+			d := derived(*s)
+			if d == "" {
+				continue // the uri is reported already
+			}
+			if count[d] > 1 || explicit[d] > 0 {
+				add("%s.name is required: more than one sink would be named %q (the name keys its cursor in storage)", key, d)
+				continue
+			}
+			s.Name = d
+		}
+		switch {
+		case !sinkNameRE.MatchString(s.Name):
+			add("%s.name %q must match %s", key, s.Name, sinkNameRE)
+		case seen[s.Name]:
+			add("%s.name %q is taken by another sink; names must be unique", key, s.Name)
+		}
+		seen[s.Name] = true
+		if s.Start != "" && s.Start != core.StartBeginning && s.Start != core.StartNow {
+			add("%s.start must be %q or %q", key, core.StartBeginning, core.StartNow)
+		}
+		if s.MaxLag.Duration < 0 || s.MaxLagEvents < 0 {
+			add("%s.max_lag and max_lag_events must not be negative", key)
+		}
+		if s.Required && s.MaxLag.Duration == 0 && s.MaxLagEvents == 0 {
+			add("%s.required needs max_lag or max_lag_events (the bound beyond which readiness turns red)", key)
+		}
+		if !s.Required && (s.MaxLag.Duration != 0 || s.MaxLagEvents != 0) {
+			add("%s.max_lag and max_lag_events apply only to required sinks (set required = true)", key)
+		}
+	}
+}
+
+// coreDelivery is the [audit] section as the core takes it.
+func (a AuditConfig) coreDelivery() core.AuditDelivery {
+	every := a.CheckpointEvery.Duration
+	if every == 0 {
+		every = -1 // the core reads 0 as "default"
+	}
+	return core.AuditDelivery{
+		DeliverTimeout:  a.DeliverTimeout.Duration,
+		RetryMin:        a.RetryMin.Duration,
+		RetryMax:        a.RetryMax.Duration,
+		BreakerFailures: a.BreakerFailures,
+		BreakerCooldown: a.BreakerCooldown.Duration,
+		CheckpointEvery: every,
 	}
 }
 

@@ -38,7 +38,6 @@ import (
 	"github.com/metacircular/mcias/api/rest"
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/pluginhost"
-	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/storage"
 )
 
@@ -137,14 +136,17 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		return fmt.Errorf("custody: %w", err)
 	}
 	defer closeLogged(logger, "custody", custodian.Close)
-	var sinks []audit.Sink
+	var sinks []core.SinkConfig
 	for _, sc := range cfg.Audit.Sinks {
-		sink, err := open(ctx, auditSinks, sc, cfg.Plugins, host.Sink, logger.With("backend", "audit"))
+		sink, err := open(ctx, auditSinks, sc.Backend(), cfg.Plugins, host.Sink, logger.With("backend", "audit", "sink", sc.Name))
 		if err != nil {
-			return fmt.Errorf("audit sink: %w", err)
+			return fmt.Errorf("audit sink %s: %w", sc.Name, err)
 		}
 		defer closeLogged(logger, "audit sink", sink.Close)
-		sinks = append(sinks, sink)
+		sinks = append(sinks, core.SinkConfig{
+			Name: sc.Name, Sink: sink, Start: sc.Start,
+			Required: sc.Required, MaxLagAge: sc.MaxLag.Duration, MaxLagEvents: sc.MaxLagEvents,
+		})
 	}
 
 	svc, err := core.New(ctx, core.Config{
@@ -159,6 +161,8 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		RotateEvery:         cfg.Keys.RotateEvery.Duration,
 		PublishAhead:        cfg.Keys.PublishAhead.Duration,
 		RetireAfter:         cfg.Keys.RetireAfter.Duration,
+		Audit:               cfg.Audit.coreDelivery(),
+		LeaseTTL:            cfg.Audit.LeaseTTL.Duration,
 	}, core.Deps{Store: store, Custodian: custodian, Sinks: sinks, Logger: logger})
 	if err != nil {
 		return fmt.Errorf("core: %w", err)

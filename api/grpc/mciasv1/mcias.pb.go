@@ -166,7 +166,9 @@ type BackendStatus struct {
 	Status string                 `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"` // "up" or "down"
 	Error  string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`   // short, client-safe reason when down
 	// Set when the backend runs as a supervised plugin subprocess.
-	Plugin        *PluginStatus `protobuf:"bytes,4,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	Plugin *PluginStatus `protobuf:"bytes,4,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	// Set for audit sinks ("audit:<name>"): delivery state and lag.
+	Sink          *SinkStatus `protobuf:"bytes,5,opt,name=sink,proto3" json:"sink,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -229,6 +231,116 @@ func (x *BackendStatus) GetPlugin() *PluginStatus {
 	return nil
 }
 
+func (x *BackendStatus) GetSink() *SinkStatus {
+	if x != nil {
+		return x.Sink
+	}
+	return nil
+}
+
+// SinkStatus is the delivery of stored audit events to one sink.
+type SinkStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "ok", "retrying" (the last call failed), "open" (circuit breaker open:
+	// resting, then one probe), "standby" (another node delivers this sink).
+	State         string  `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Required      bool    `protobuf:"varint,2,opt,name=required,proto3" json:"required,omitempty"`                          // lag beyond its bound makes the service unready
+	Cursor        int64   `protobuf:"varint,3,opt,name=cursor,proto3" json:"cursor,omitempty"`                              // Seq of the last event the sink acknowledged
+	LagEvents     int64   `protobuf:"varint,4,opt,name=lag_events,json=lagEvents,proto3" json:"lag_events,omitempty"`       // events stored after the cursor
+	LagSeconds    float64 `protobuf:"fixed64,5,opt,name=lag_seconds,json=lagSeconds,proto3" json:"lag_seconds,omitempty"`   // age of the oldest event not yet delivered
+	LagExceeded   bool    `protobuf:"varint,6,opt,name=lag_exceeded,json=lagExceeded,proto3" json:"lag_exceeded,omitempty"` // a required sink is beyond its bound
+	Failures      int64   `protobuf:"varint,7,opt,name=failures,proto3" json:"failures,omitempty"`                          // consecutive failed calls
+	LastError     string  `protobuf:"bytes,8,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`        // kind of the last failure: "timeout", "unavailable", ...
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SinkStatus) Reset() {
+	*x = SinkStatus{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SinkStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SinkStatus) ProtoMessage() {}
+
+func (x *SinkStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SinkStatus.ProtoReflect.Descriptor instead.
+func (*SinkStatus) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SinkStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SinkStatus) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *SinkStatus) GetCursor() int64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLagEvents() int64 {
+	if x != nil {
+		return x.LagEvents
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLagSeconds() float64 {
+	if x != nil {
+		return x.LagSeconds
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLagExceeded() bool {
+	if x != nil {
+		return x.LagExceeded
+	}
+	return false
+}
+
+func (x *SinkStatus) GetFailures() int64 {
+	if x != nil {
+		return x.Failures
+	}
+	return 0
+}
+
+func (x *SinkStatus) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
 type PluginStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`     // catalog name
@@ -242,7 +354,7 @@ type PluginStatus struct {
 
 func (x *PluginStatus) Reset() {
 	*x = PluginStatus{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -254,7 +366,7 @@ func (x *PluginStatus) String() string {
 func (*PluginStatus) ProtoMessage() {}
 
 func (x *PluginStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[4]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -267,7 +379,7 @@ func (x *PluginStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PluginStatus.ProtoReflect.Descriptor instead.
 func (*PluginStatus) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{4}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PluginStatus) GetName() string {
@@ -316,7 +428,7 @@ type ReadyResponse struct {
 
 func (x *ReadyResponse) Reset() {
 	*x = ReadyResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -328,7 +440,7 @@ func (x *ReadyResponse) String() string {
 func (*ReadyResponse) ProtoMessage() {}
 
 func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[5]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -341,7 +453,7 @@ func (x *ReadyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadyResponse.ProtoReflect.Descriptor instead.
 func (*ReadyResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{5}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ReadyResponse) GetStatus() string {
@@ -366,7 +478,7 @@ type GetPublicKeyRequest struct {
 
 func (x *GetPublicKeyRequest) Reset() {
 	*x = GetPublicKeyRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -378,7 +490,7 @@ func (x *GetPublicKeyRequest) String() string {
 func (*GetPublicKeyRequest) ProtoMessage() {}
 
 func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[6]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -391,7 +503,7 @@ func (x *GetPublicKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicKeyRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicKeyRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{6}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{7}
 }
 
 type JWK struct {
@@ -408,7 +520,7 @@ type JWK struct {
 
 func (x *JWK) Reset() {
 	*x = JWK{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +532,7 @@ func (x *JWK) String() string {
 func (*JWK) ProtoMessage() {}
 
 func (x *JWK) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[7]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +545,7 @@ func (x *JWK) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWK.ProtoReflect.Descriptor instead.
 func (*JWK) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{7}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JWK) GetKty() string {
@@ -486,7 +598,7 @@ type GetJWKSRequest struct {
 
 func (x *GetJWKSRequest) Reset() {
 	*x = GetJWKSRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +610,7 @@ func (x *GetJWKSRequest) String() string {
 func (*GetJWKSRequest) ProtoMessage() {}
 
 func (x *GetJWKSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[8]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +623,7 @@ func (x *GetJWKSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJWKSRequest.ProtoReflect.Descriptor instead.
 func (*GetJWKSRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{8}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{9}
 }
 
 type GetJWKSResponse struct {
@@ -523,7 +635,7 @@ type GetJWKSResponse struct {
 
 func (x *GetJWKSResponse) Reset() {
 	*x = GetJWKSResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +647,7 @@ func (x *GetJWKSResponse) String() string {
 func (*GetJWKSResponse) ProtoMessage() {}
 
 func (x *GetJWKSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[9]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +660,7 @@ func (x *GetJWKSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJWKSResponse.ProtoReflect.Descriptor instead.
 func (*GetJWKSResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{9}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetJWKSResponse) GetKeys() []*JWK {
@@ -566,7 +678,7 @@ type ListKeysRequest struct {
 
 func (x *ListKeysRequest) Reset() {
 	*x = ListKeysRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +690,7 @@ func (x *ListKeysRequest) String() string {
 func (*ListKeysRequest) ProtoMessage() {}
 
 func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[10]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +703,7 @@ func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{10}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
 }
 
 // SigningKey is a key of ListKeys. Times here are RFC 3339 with
@@ -609,7 +721,7 @@ type SigningKey struct {
 
 func (x *SigningKey) Reset() {
 	*x = SigningKey{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -621,7 +733,7 @@ func (x *SigningKey) String() string {
 func (*SigningKey) ProtoMessage() {}
 
 func (x *SigningKey) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -634,7 +746,7 @@ func (x *SigningKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
 func (*SigningKey) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SigningKey) GetKid() string {
@@ -681,7 +793,7 @@ type ListKeysResponse struct {
 
 func (x *ListKeysResponse) Reset() {
 	*x = ListKeysResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +805,7 @@ func (x *ListKeysResponse) String() string {
 func (*ListKeysResponse) ProtoMessage() {}
 
 func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +818,7 @@ func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListKeysResponse) GetKeys() []*SigningKey {
@@ -726,7 +838,7 @@ type RotateKeysRequest struct {
 
 func (x *RotateKeysRequest) Reset() {
 	*x = RotateKeysRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -738,7 +850,7 @@ func (x *RotateKeysRequest) String() string {
 func (*RotateKeysRequest) ProtoMessage() {}
 
 func (x *RotateKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -751,7 +863,7 @@ func (x *RotateKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeysRequest.ProtoReflect.Descriptor instead.
 func (*RotateKeysRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RotateKeysRequest) GetEmergency() bool {
@@ -773,7 +885,7 @@ type KeyState struct {
 
 func (x *KeyState) Reset() {
 	*x = KeyState{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +897,7 @@ func (x *KeyState) String() string {
 func (*KeyState) ProtoMessage() {}
 
 func (x *KeyState) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +910,7 @@ func (x *KeyState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyState.ProtoReflect.Descriptor instead.
 func (*KeyState) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeyState) GetKid() string {
@@ -840,7 +952,7 @@ type RotateKeysResponse struct {
 
 func (x *RotateKeysResponse) Reset() {
 	*x = RotateKeysResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +964,7 @@ func (x *RotateKeysResponse) String() string {
 func (*RotateKeysResponse) ProtoMessage() {}
 
 func (x *RotateKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +977,7 @@ func (x *RotateKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateKeysResponse.ProtoReflect.Descriptor instead.
 func (*RotateKeysResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RotateKeysResponse) GetKeys() []*KeyState {
@@ -900,7 +1012,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1024,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1037,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LoginRequest) GetUsername() string {
@@ -959,7 +1071,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -971,7 +1083,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -984,7 +1096,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -1009,7 +1121,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1133,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1146,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
 }
 
 type LogoutResponse struct {
@@ -1045,7 +1157,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1057,7 +1169,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1070,7 +1182,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
 }
 
 type RenewRequest struct {
@@ -1081,7 +1193,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1205,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1218,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
 }
 
 type RenewResponse struct {
@@ -1119,7 +1231,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1243,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1256,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RenewResponse) GetToken() string {
@@ -1169,7 +1281,7 @@ type MeRequest struct {
 
 func (x *MeRequest) Reset() {
 	*x = MeRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1293,7 @@ func (x *MeRequest) String() string {
 func (*MeRequest) ProtoMessage() {}
 
 func (x *MeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1306,7 @@ func (x *MeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeRequest.ProtoReflect.Descriptor instead.
 func (*MeRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
 }
 
 type Account struct {
@@ -1213,7 +1325,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1337,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1350,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Account) GetId() string {
@@ -1307,7 +1419,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1431,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1444,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -1357,7 +1469,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1481,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1494,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
 }
 
 type EnrollTOTPRequest struct {
@@ -1393,7 +1505,7 @@ type EnrollTOTPRequest struct {
 
 func (x *EnrollTOTPRequest) Reset() {
 	*x = EnrollTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1405,7 +1517,7 @@ func (x *EnrollTOTPRequest) String() string {
 func (*EnrollTOTPRequest) ProtoMessage() {}
 
 func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1418,7 +1530,7 @@ func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPRequest.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
 }
 
 type EnrollTOTPResponse struct {
@@ -1431,7 +1543,7 @@ type EnrollTOTPResponse struct {
 
 func (x *EnrollTOTPResponse) Reset() {
 	*x = EnrollTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1555,7 @@ func (x *EnrollTOTPResponse) String() string {
 func (*EnrollTOTPResponse) ProtoMessage() {}
 
 func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1568,7 @@ func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPResponse.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EnrollTOTPResponse) GetSecret() string {
@@ -1482,7 +1594,7 @@ type ConfirmTOTPRequest struct {
 
 func (x *ConfirmTOTPRequest) Reset() {
 	*x = ConfirmTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1606,7 @@ func (x *ConfirmTOTPRequest) String() string {
 func (*ConfirmTOTPRequest) ProtoMessage() {}
 
 func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1619,7 @@ func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConfirmTOTPRequest) GetCode() string {
@@ -1525,7 +1637,7 @@ type ConfirmTOTPResponse struct {
 
 func (x *ConfirmTOTPResponse) Reset() {
 	*x = ConfirmTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1649,7 @@ func (x *ConfirmTOTPResponse) String() string {
 func (*ConfirmTOTPResponse) ProtoMessage() {}
 
 func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1662,7 @@ func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
 }
 
 type RemoveTOTPRequest struct {
@@ -1562,7 +1674,7 @@ type RemoveTOTPRequest struct {
 
 func (x *RemoveTOTPRequest) Reset() {
 	*x = RemoveTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1574,7 +1686,7 @@ func (x *RemoveTOTPRequest) String() string {
 func (*RemoveTOTPRequest) ProtoMessage() {}
 
 func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1587,7 +1699,7 @@ func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveTOTPRequest) GetAccountId() string {
@@ -1605,7 +1717,7 @@ type RemoveTOTPResponse struct {
 
 func (x *RemoveTOTPResponse) Reset() {
 	*x = RemoveTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1617,7 +1729,7 @@ func (x *RemoveTOTPResponse) String() string {
 func (*RemoveTOTPResponse) ProtoMessage() {}
 
 func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1630,7 +1742,7 @@ func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
 }
 
 type ValidateTokenRequest struct {
@@ -1643,7 +1755,7 @@ type ValidateTokenRequest struct {
 
 func (x *ValidateTokenRequest) Reset() {
 	*x = ValidateTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1767,7 @@ func (x *ValidateTokenRequest) String() string {
 func (*ValidateTokenRequest) ProtoMessage() {}
 
 func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1780,7 @@ func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ValidateTokenRequest) GetToken() string {
@@ -1701,7 +1813,7 @@ type ValidateTokenResponse struct {
 
 func (x *ValidateTokenResponse) Reset() {
 	*x = ValidateTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1713,7 +1825,7 @@ func (x *ValidateTokenResponse) String() string {
 func (*ValidateTokenResponse) ProtoMessage() {}
 
 func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1726,7 +1838,7 @@ func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ValidateTokenResponse) GetValid() bool {
@@ -1790,7 +1902,7 @@ type IssueServiceTokenRequest struct {
 
 func (x *IssueServiceTokenRequest) Reset() {
 	*x = IssueServiceTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1802,7 +1914,7 @@ func (x *IssueServiceTokenRequest) String() string {
 func (*IssueServiceTokenRequest) ProtoMessage() {}
 
 func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1815,7 +1927,7 @@ func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IssueServiceTokenRequest) GetAccountId() string {
@@ -1849,7 +1961,7 @@ type IssueServiceTokenResponse struct {
 
 func (x *IssueServiceTokenResponse) Reset() {
 	*x = IssueServiceTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1861,7 +1973,7 @@ func (x *IssueServiceTokenResponse) String() string {
 func (*IssueServiceTokenResponse) ProtoMessage() {}
 
 func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1874,7 +1986,7 @@ func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *IssueServiceTokenResponse) GetToken() string {
@@ -1900,7 +2012,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1912,7 +2024,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1925,7 +2037,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeTokenRequest) GetJti() string {
@@ -1943,7 +2055,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1955,7 +2067,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1968,7 +2080,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
 }
 
 type ListAccountsRequest struct {
@@ -1984,7 +2096,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1996,7 +2108,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2009,7 +2121,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAccountsRequest) GetType() string {
@@ -2057,7 +2169,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2181,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2194,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -2110,7 +2222,7 @@ type CreateAccountRequest struct {
 
 func (x *CreateAccountRequest) Reset() {
 	*x = CreateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2122,7 +2234,7 @@ func (x *CreateAccountRequest) String() string {
 func (*CreateAccountRequest) ProtoMessage() {}
 
 func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2135,7 +2247,7 @@ func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateAccountRequest) GetUsername() string {
@@ -2168,7 +2280,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2180,7 +2292,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2193,7 +2305,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetAccountRequest) GetId() string {
@@ -2213,7 +2325,7 @@ type UpdateAccountRequest struct {
 
 func (x *UpdateAccountRequest) Reset() {
 	*x = UpdateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2337,7 @@ func (x *UpdateAccountRequest) String() string {
 func (*UpdateAccountRequest) ProtoMessage() {}
 
 func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2350,7 @@ func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAccountRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateAccountRequest) GetId() string {
@@ -2264,7 +2376,7 @@ type DeleteAccountRequest struct {
 
 func (x *DeleteAccountRequest) Reset() {
 	*x = DeleteAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2276,7 +2388,7 @@ func (x *DeleteAccountRequest) String() string {
 func (*DeleteAccountRequest) ProtoMessage() {}
 
 func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2289,7 +2401,7 @@ func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteAccountRequest) GetId() string {
@@ -2307,7 +2419,7 @@ type DeleteAccountResponse struct {
 
 func (x *DeleteAccountResponse) Reset() {
 	*x = DeleteAccountResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2319,7 +2431,7 @@ func (x *DeleteAccountResponse) String() string {
 func (*DeleteAccountResponse) ProtoMessage() {}
 
 func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2332,7 +2444,7 @@ func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
 }
 
 type SetPasswordRequest struct {
@@ -2345,7 +2457,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2469,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2482,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPasswordRequest) GetId() string {
@@ -2395,7 +2507,7 @@ type SetPasswordResponse struct {
 
 func (x *SetPasswordResponse) Reset() {
 	*x = SetPasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2407,7 +2519,7 @@ func (x *SetPasswordResponse) String() string {
 func (*SetPasswordResponse) ProtoMessage() {}
 
 func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2420,7 +2532,7 @@ func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
 }
 
 type GetRolesRequest struct {
@@ -2432,7 +2544,7 @@ type GetRolesRequest struct {
 
 func (x *GetRolesRequest) Reset() {
 	*x = GetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2444,7 +2556,7 @@ func (x *GetRolesRequest) String() string {
 func (*GetRolesRequest) ProtoMessage() {}
 
 func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2457,7 +2569,7 @@ func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolesRequest.ProtoReflect.Descriptor instead.
 func (*GetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetRolesRequest) GetId() string {
@@ -2477,7 +2589,7 @@ type SetRolesRequest struct {
 
 func (x *SetRolesRequest) Reset() {
 	*x = SetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2489,7 +2601,7 @@ func (x *SetRolesRequest) String() string {
 func (*SetRolesRequest) ProtoMessage() {}
 
 func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2502,7 +2614,7 @@ func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRolesRequest.ProtoReflect.Descriptor instead.
 func (*SetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetRolesRequest) GetId() string {
@@ -2528,7 +2640,7 @@ type Roles struct {
 
 func (x *Roles) Reset() {
 	*x = Roles{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2652,7 @@ func (x *Roles) String() string {
 func (*Roles) ProtoMessage() {}
 
 func (x *Roles) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2665,7 @@ func (x *Roles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Roles.ProtoReflect.Descriptor instead.
 func (*Roles) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Roles) GetRoles() []string {
@@ -2576,7 +2688,7 @@ type PGCreds struct {
 
 func (x *PGCreds) Reset() {
 	*x = PGCreds{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2588,7 +2700,7 @@ func (x *PGCreds) String() string {
 func (*PGCreds) ProtoMessage() {}
 
 func (x *PGCreds) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2601,7 +2713,7 @@ func (x *PGCreds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PGCreds.ProtoReflect.Descriptor instead.
 func (*PGCreds) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PGCreds) GetHost() string {
@@ -2648,7 +2760,7 @@ type GetPGCredsRequest struct {
 
 func (x *GetPGCredsRequest) Reset() {
 	*x = GetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2660,7 +2772,7 @@ func (x *GetPGCredsRequest) String() string {
 func (*GetPGCredsRequest) ProtoMessage() {}
 
 func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2673,7 +2785,7 @@ func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*GetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{51}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetPGCredsRequest) GetAccountId() string {
@@ -2693,7 +2805,7 @@ type SetPGCredsRequest struct {
 
 func (x *SetPGCredsRequest) Reset() {
 	*x = SetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[52]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2705,7 +2817,7 @@ func (x *SetPGCredsRequest) String() string {
 func (*SetPGCredsRequest) ProtoMessage() {}
 
 func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[52]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2718,7 +2830,7 @@ func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*SetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{52}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SetPGCredsRequest) GetAccountId() string {
@@ -2743,7 +2855,7 @@ type SetPGCredsResponse struct {
 
 func (x *SetPGCredsResponse) Reset() {
 	*x = SetPGCredsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[53]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2867,7 @@ func (x *SetPGCredsResponse) String() string {
 func (*SetPGCredsResponse) ProtoMessage() {}
 
 func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[53]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2880,7 @@ func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsResponse.ProtoReflect.Descriptor instead.
 func (*SetPGCredsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{53}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{54}
 }
 
 type ListEventsRequest struct {
@@ -2784,7 +2896,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[54]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2796,7 +2908,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[54]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2809,7 +2921,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{54}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListEventsRequest) GetType() string {
@@ -2867,7 +2979,7 @@ type AuditEvent struct {
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[55]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2879,7 +2991,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[55]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2892,7 +3004,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{55}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -2989,7 +3101,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[56]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3113,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[56]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3126,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{56}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListEventsResponse) GetEvents() []*AuditEvent {
@@ -3041,7 +3153,7 @@ type ReadChainRequest struct {
 
 func (x *ReadChainRequest) Reset() {
 	*x = ReadChainRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[57]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3053,7 +3165,7 @@ func (x *ReadChainRequest) String() string {
 func (*ReadChainRequest) ProtoMessage() {}
 
 func (x *ReadChainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[57]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3066,7 +3178,7 @@ func (x *ReadChainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChainRequest.ProtoReflect.Descriptor instead.
 func (*ReadChainRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{57}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ReadChainRequest) GetAfterSeq() int64 {
@@ -3092,7 +3204,7 @@ type ReadChainResponse struct {
 
 func (x *ReadChainResponse) Reset() {
 	*x = ReadChainResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[58]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3104,7 +3216,7 @@ func (x *ReadChainResponse) String() string {
 func (*ReadChainResponse) ProtoMessage() {}
 
 func (x *ReadChainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[58]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3117,7 +3229,7 @@ func (x *ReadChainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadChainResponse.ProtoReflect.Descriptor instead.
 func (*ReadChainResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{58}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ReadChainResponse) GetEvents() []*AuditEvent {
@@ -3135,12 +3247,26 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"\rHealthRequest\"(\n" +
 	"\x0eHealthResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\tR\x06status\"\x0e\n" +
-	"\fReadyRequest\"\x81\x01\n" +
+	"\fReadyRequest\"\xab\x01\n" +
 	"\rBackendStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12.\n" +
-	"\x06plugin\x18\x04 \x01(\v2\x16.mcias.v1.PluginStatusR\x06plugin\"\x87\x01\n" +
+	"\x06plugin\x18\x04 \x01(\v2\x16.mcias.v1.PluginStatusR\x06plugin\x12(\n" +
+	"\x04sink\x18\x05 \x01(\v2\x14.mcias.v1.SinkStatusR\x04sink\"\xf4\x01\n" +
+	"\n" +
+	"SinkStatus\x12\x14\n" +
+	"\x05state\x18\x01 \x01(\tR\x05state\x12\x1a\n" +
+	"\brequired\x18\x02 \x01(\bR\brequired\x12\x16\n" +
+	"\x06cursor\x18\x03 \x01(\x03R\x06cursor\x12\x1d\n" +
+	"\n" +
+	"lag_events\x18\x04 \x01(\x03R\tlagEvents\x12\x1f\n" +
+	"\vlag_seconds\x18\x05 \x01(\x01R\n" +
+	"lagSeconds\x12!\n" +
+	"\flag_exceeded\x18\x06 \x01(\bR\vlagExceeded\x12\x1a\n" +
+	"\bfailures\x18\a \x01(\x03R\bfailures\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\b \x01(\tR\tlastError\"\x87\x01\n" +
 	"\fPluginStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x10\n" +
@@ -3397,146 +3523,148 @@ func file_mcias_v1_mcias_proto_rawDescGZIP() []byte {
 	return file_mcias_v1_mcias_proto_rawDescData
 }
 
-var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_mcias_v1_mcias_proto_goTypes = []any{
 	(*HealthRequest)(nil),             // 0: mcias.v1.HealthRequest
 	(*HealthResponse)(nil),            // 1: mcias.v1.HealthResponse
 	(*ReadyRequest)(nil),              // 2: mcias.v1.ReadyRequest
 	(*BackendStatus)(nil),             // 3: mcias.v1.BackendStatus
-	(*PluginStatus)(nil),              // 4: mcias.v1.PluginStatus
-	(*ReadyResponse)(nil),             // 5: mcias.v1.ReadyResponse
-	(*GetPublicKeyRequest)(nil),       // 6: mcias.v1.GetPublicKeyRequest
-	(*JWK)(nil),                       // 7: mcias.v1.JWK
-	(*GetJWKSRequest)(nil),            // 8: mcias.v1.GetJWKSRequest
-	(*GetJWKSResponse)(nil),           // 9: mcias.v1.GetJWKSResponse
-	(*ListKeysRequest)(nil),           // 10: mcias.v1.ListKeysRequest
-	(*SigningKey)(nil),                // 11: mcias.v1.SigningKey
-	(*ListKeysResponse)(nil),          // 12: mcias.v1.ListKeysResponse
-	(*RotateKeysRequest)(nil),         // 13: mcias.v1.RotateKeysRequest
-	(*KeyState)(nil),                  // 14: mcias.v1.KeyState
-	(*RotateKeysResponse)(nil),        // 15: mcias.v1.RotateKeysResponse
-	(*LoginRequest)(nil),              // 16: mcias.v1.LoginRequest
-	(*LoginResponse)(nil),             // 17: mcias.v1.LoginResponse
-	(*LogoutRequest)(nil),             // 18: mcias.v1.LogoutRequest
-	(*LogoutResponse)(nil),            // 19: mcias.v1.LogoutResponse
-	(*RenewRequest)(nil),              // 20: mcias.v1.RenewRequest
-	(*RenewResponse)(nil),             // 21: mcias.v1.RenewResponse
-	(*MeRequest)(nil),                 // 22: mcias.v1.MeRequest
-	(*Account)(nil),                   // 23: mcias.v1.Account
-	(*ChangePasswordRequest)(nil),     // 24: mcias.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),    // 25: mcias.v1.ChangePasswordResponse
-	(*EnrollTOTPRequest)(nil),         // 26: mcias.v1.EnrollTOTPRequest
-	(*EnrollTOTPResponse)(nil),        // 27: mcias.v1.EnrollTOTPResponse
-	(*ConfirmTOTPRequest)(nil),        // 28: mcias.v1.ConfirmTOTPRequest
-	(*ConfirmTOTPResponse)(nil),       // 29: mcias.v1.ConfirmTOTPResponse
-	(*RemoveTOTPRequest)(nil),         // 30: mcias.v1.RemoveTOTPRequest
-	(*RemoveTOTPResponse)(nil),        // 31: mcias.v1.RemoveTOTPResponse
-	(*ValidateTokenRequest)(nil),      // 32: mcias.v1.ValidateTokenRequest
-	(*ValidateTokenResponse)(nil),     // 33: mcias.v1.ValidateTokenResponse
-	(*IssueServiceTokenRequest)(nil),  // 34: mcias.v1.IssueServiceTokenRequest
-	(*IssueServiceTokenResponse)(nil), // 35: mcias.v1.IssueServiceTokenResponse
-	(*RevokeTokenRequest)(nil),        // 36: mcias.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),       // 37: mcias.v1.RevokeTokenResponse
-	(*ListAccountsRequest)(nil),       // 38: mcias.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),      // 39: mcias.v1.ListAccountsResponse
-	(*CreateAccountRequest)(nil),      // 40: mcias.v1.CreateAccountRequest
-	(*GetAccountRequest)(nil),         // 41: mcias.v1.GetAccountRequest
-	(*UpdateAccountRequest)(nil),      // 42: mcias.v1.UpdateAccountRequest
-	(*DeleteAccountRequest)(nil),      // 43: mcias.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil),     // 44: mcias.v1.DeleteAccountResponse
-	(*SetPasswordRequest)(nil),        // 45: mcias.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),       // 46: mcias.v1.SetPasswordResponse
-	(*GetRolesRequest)(nil),           // 47: mcias.v1.GetRolesRequest
-	(*SetRolesRequest)(nil),           // 48: mcias.v1.SetRolesRequest
-	(*Roles)(nil),                     // 49: mcias.v1.Roles
-	(*PGCreds)(nil),                   // 50: mcias.v1.PGCreds
-	(*GetPGCredsRequest)(nil),         // 51: mcias.v1.GetPGCredsRequest
-	(*SetPGCredsRequest)(nil),         // 52: mcias.v1.SetPGCredsRequest
-	(*SetPGCredsResponse)(nil),        // 53: mcias.v1.SetPGCredsResponse
-	(*ListEventsRequest)(nil),         // 54: mcias.v1.ListEventsRequest
-	(*AuditEvent)(nil),                // 55: mcias.v1.AuditEvent
-	(*ListEventsResponse)(nil),        // 56: mcias.v1.ListEventsResponse
-	(*ReadChainRequest)(nil),          // 57: mcias.v1.ReadChainRequest
-	(*ReadChainResponse)(nil),         // 58: mcias.v1.ReadChainResponse
-	nil,                               // 59: mcias.v1.ReadyResponse.BackendsEntry
-	nil,                               // 60: mcias.v1.AuditEvent.DetailsEntry
+	(*SinkStatus)(nil),                // 4: mcias.v1.SinkStatus
+	(*PluginStatus)(nil),              // 5: mcias.v1.PluginStatus
+	(*ReadyResponse)(nil),             // 6: mcias.v1.ReadyResponse
+	(*GetPublicKeyRequest)(nil),       // 7: mcias.v1.GetPublicKeyRequest
+	(*JWK)(nil),                       // 8: mcias.v1.JWK
+	(*GetJWKSRequest)(nil),            // 9: mcias.v1.GetJWKSRequest
+	(*GetJWKSResponse)(nil),           // 10: mcias.v1.GetJWKSResponse
+	(*ListKeysRequest)(nil),           // 11: mcias.v1.ListKeysRequest
+	(*SigningKey)(nil),                // 12: mcias.v1.SigningKey
+	(*ListKeysResponse)(nil),          // 13: mcias.v1.ListKeysResponse
+	(*RotateKeysRequest)(nil),         // 14: mcias.v1.RotateKeysRequest
+	(*KeyState)(nil),                  // 15: mcias.v1.KeyState
+	(*RotateKeysResponse)(nil),        // 16: mcias.v1.RotateKeysResponse
+	(*LoginRequest)(nil),              // 17: mcias.v1.LoginRequest
+	(*LoginResponse)(nil),             // 18: mcias.v1.LoginResponse
+	(*LogoutRequest)(nil),             // 19: mcias.v1.LogoutRequest
+	(*LogoutResponse)(nil),            // 20: mcias.v1.LogoutResponse
+	(*RenewRequest)(nil),              // 21: mcias.v1.RenewRequest
+	(*RenewResponse)(nil),             // 22: mcias.v1.RenewResponse
+	(*MeRequest)(nil),                 // 23: mcias.v1.MeRequest
+	(*Account)(nil),                   // 24: mcias.v1.Account
+	(*ChangePasswordRequest)(nil),     // 25: mcias.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),    // 26: mcias.v1.ChangePasswordResponse
+	(*EnrollTOTPRequest)(nil),         // 27: mcias.v1.EnrollTOTPRequest
+	(*EnrollTOTPResponse)(nil),        // 28: mcias.v1.EnrollTOTPResponse
+	(*ConfirmTOTPRequest)(nil),        // 29: mcias.v1.ConfirmTOTPRequest
+	(*ConfirmTOTPResponse)(nil),       // 30: mcias.v1.ConfirmTOTPResponse
+	(*RemoveTOTPRequest)(nil),         // 31: mcias.v1.RemoveTOTPRequest
+	(*RemoveTOTPResponse)(nil),        // 32: mcias.v1.RemoveTOTPResponse
+	(*ValidateTokenRequest)(nil),      // 33: mcias.v1.ValidateTokenRequest
+	(*ValidateTokenResponse)(nil),     // 34: mcias.v1.ValidateTokenResponse
+	(*IssueServiceTokenRequest)(nil),  // 35: mcias.v1.IssueServiceTokenRequest
+	(*IssueServiceTokenResponse)(nil), // 36: mcias.v1.IssueServiceTokenResponse
+	(*RevokeTokenRequest)(nil),        // 37: mcias.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 38: mcias.v1.RevokeTokenResponse
+	(*ListAccountsRequest)(nil),       // 39: mcias.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),      // 40: mcias.v1.ListAccountsResponse
+	(*CreateAccountRequest)(nil),      // 41: mcias.v1.CreateAccountRequest
+	(*GetAccountRequest)(nil),         // 42: mcias.v1.GetAccountRequest
+	(*UpdateAccountRequest)(nil),      // 43: mcias.v1.UpdateAccountRequest
+	(*DeleteAccountRequest)(nil),      // 44: mcias.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),     // 45: mcias.v1.DeleteAccountResponse
+	(*SetPasswordRequest)(nil),        // 46: mcias.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),       // 47: mcias.v1.SetPasswordResponse
+	(*GetRolesRequest)(nil),           // 48: mcias.v1.GetRolesRequest
+	(*SetRolesRequest)(nil),           // 49: mcias.v1.SetRolesRequest
+	(*Roles)(nil),                     // 50: mcias.v1.Roles
+	(*PGCreds)(nil),                   // 51: mcias.v1.PGCreds
+	(*GetPGCredsRequest)(nil),         // 52: mcias.v1.GetPGCredsRequest
+	(*SetPGCredsRequest)(nil),         // 53: mcias.v1.SetPGCredsRequest
+	(*SetPGCredsResponse)(nil),        // 54: mcias.v1.SetPGCredsResponse
+	(*ListEventsRequest)(nil),         // 55: mcias.v1.ListEventsRequest
+	(*AuditEvent)(nil),                // 56: mcias.v1.AuditEvent
+	(*ListEventsResponse)(nil),        // 57: mcias.v1.ListEventsResponse
+	(*ReadChainRequest)(nil),          // 58: mcias.v1.ReadChainRequest
+	(*ReadChainResponse)(nil),         // 59: mcias.v1.ReadChainResponse
+	nil,                               // 60: mcias.v1.ReadyResponse.BackendsEntry
+	nil,                               // 61: mcias.v1.AuditEvent.DetailsEntry
 }
 var file_mcias_v1_mcias_proto_depIdxs = []int32{
-	4,  // 0: mcias.v1.BackendStatus.plugin:type_name -> mcias.v1.PluginStatus
-	59, // 1: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
-	7,  // 2: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
-	7,  // 3: mcias.v1.SigningKey.jwk:type_name -> mcias.v1.JWK
-	11, // 4: mcias.v1.ListKeysResponse.keys:type_name -> mcias.v1.SigningKey
-	14, // 5: mcias.v1.RotateKeysResponse.keys:type_name -> mcias.v1.KeyState
-	23, // 6: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
-	50, // 7: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
-	60, // 8: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
-	55, // 9: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
-	55, // 10: mcias.v1.ReadChainResponse.events:type_name -> mcias.v1.AuditEvent
-	3,  // 11: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
-	0,  // 12: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
-	2,  // 13: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
-	6,  // 14: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
-	8,  // 15: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
-	10, // 16: mcias.v1.AdminService.ListKeys:input_type -> mcias.v1.ListKeysRequest
-	13, // 17: mcias.v1.AdminService.RotateKeys:input_type -> mcias.v1.RotateKeysRequest
-	16, // 18: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
-	18, // 19: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
-	20, // 20: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
-	22, // 21: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
-	24, // 22: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
-	26, // 23: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
-	28, // 24: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
-	30, // 25: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
-	32, // 26: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
-	34, // 27: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
-	36, // 28: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
-	38, // 29: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
-	40, // 30: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
-	41, // 31: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
-	42, // 32: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
-	43, // 33: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
-	45, // 34: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
-	47, // 35: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
-	48, // 36: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
-	51, // 37: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
-	52, // 38: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
-	54, // 39: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
-	57, // 40: mcias.v1.AuditService.ReadChain:input_type -> mcias.v1.ReadChainRequest
-	1,  // 41: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
-	5,  // 42: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
-	7,  // 43: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
-	9,  // 44: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
-	12, // 45: mcias.v1.AdminService.ListKeys:output_type -> mcias.v1.ListKeysResponse
-	15, // 46: mcias.v1.AdminService.RotateKeys:output_type -> mcias.v1.RotateKeysResponse
-	17, // 47: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
-	19, // 48: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
-	21, // 49: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
-	23, // 50: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
-	25, // 51: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
-	27, // 52: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
-	29, // 53: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
-	31, // 54: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
-	33, // 55: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
-	35, // 56: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
-	37, // 57: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
-	39, // 58: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
-	23, // 59: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
-	23, // 60: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
-	23, // 61: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
-	44, // 62: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
-	46, // 63: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
-	49, // 64: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
-	49, // 65: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
-	50, // 66: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
-	53, // 67: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
-	56, // 68: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
-	58, // 69: mcias.v1.AuditService.ReadChain:output_type -> mcias.v1.ReadChainResponse
-	41, // [41:70] is the sub-list for method output_type
-	12, // [12:41] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	5,  // 0: mcias.v1.BackendStatus.plugin:type_name -> mcias.v1.PluginStatus
+	4,  // 1: mcias.v1.BackendStatus.sink:type_name -> mcias.v1.SinkStatus
+	60, // 2: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
+	8,  // 3: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
+	8,  // 4: mcias.v1.SigningKey.jwk:type_name -> mcias.v1.JWK
+	12, // 5: mcias.v1.ListKeysResponse.keys:type_name -> mcias.v1.SigningKey
+	15, // 6: mcias.v1.RotateKeysResponse.keys:type_name -> mcias.v1.KeyState
+	24, // 7: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
+	51, // 8: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
+	61, // 9: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
+	56, // 10: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
+	56, // 11: mcias.v1.ReadChainResponse.events:type_name -> mcias.v1.AuditEvent
+	3,  // 12: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
+	0,  // 13: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
+	2,  // 14: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
+	7,  // 15: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
+	9,  // 16: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
+	11, // 17: mcias.v1.AdminService.ListKeys:input_type -> mcias.v1.ListKeysRequest
+	14, // 18: mcias.v1.AdminService.RotateKeys:input_type -> mcias.v1.RotateKeysRequest
+	17, // 19: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
+	19, // 20: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
+	21, // 21: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
+	23, // 22: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
+	25, // 23: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
+	27, // 24: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
+	29, // 25: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
+	31, // 26: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
+	33, // 27: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
+	35, // 28: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
+	37, // 29: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
+	39, // 30: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
+	41, // 31: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
+	42, // 32: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
+	43, // 33: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
+	44, // 34: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
+	46, // 35: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
+	48, // 36: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
+	49, // 37: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
+	52, // 38: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
+	53, // 39: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
+	55, // 40: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
+	58, // 41: mcias.v1.AuditService.ReadChain:input_type -> mcias.v1.ReadChainRequest
+	1,  // 42: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
+	6,  // 43: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
+	8,  // 44: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
+	10, // 45: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
+	13, // 46: mcias.v1.AdminService.ListKeys:output_type -> mcias.v1.ListKeysResponse
+	16, // 47: mcias.v1.AdminService.RotateKeys:output_type -> mcias.v1.RotateKeysResponse
+	18, // 48: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
+	20, // 49: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
+	22, // 50: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
+	24, // 51: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
+	26, // 52: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
+	28, // 53: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
+	30, // 54: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
+	32, // 55: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
+	34, // 56: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
+	36, // 57: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
+	38, // 58: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
+	40, // 59: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
+	24, // 60: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
+	24, // 61: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
+	24, // 62: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
+	45, // 63: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
+	47, // 64: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
+	50, // 65: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
+	50, // 66: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
+	51, // 67: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
+	54, // 68: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
+	57, // 69: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
+	59, // 70: mcias.v1.AuditService.ReadChain:output_type -> mcias.v1.ReadChainResponse
+	42, // [42:71] is the sub-list for method output_type
+	13, // [13:42] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_mcias_v1_mcias_proto_init() }
@@ -3544,15 +3672,15 @@ func file_mcias_v1_mcias_proto_init() {
 	if File_mcias_v1_mcias_proto != nil {
 		return
 	}
-	file_mcias_v1_mcias_proto_msgTypes[34].OneofWrappers = []any{}
-	file_mcias_v1_mcias_proto_msgTypes[42].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[35].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_v1_mcias_proto_rawDesc), len(file_mcias_v1_mcias_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   61,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   6,
 		},
