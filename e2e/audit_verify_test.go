@@ -2,16 +2,21 @@ package e2e
 
 import (
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/metacircular/mcias/sdk/audit"
 )
 
 // ctlCLI runs the built mciasctl with the server, CA and token set.
@@ -208,4 +213,115 @@ func waitGRPC(t *testing.T, s *server) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no gRPC listener logged:\n%s", s.log.String())
+}
+
+// TestAuditCheckpointsCatchARewrite: the server signs checkpoints of the
+// chain head through custody (audit.checkpoint_every); audit verify
+// checks them. Someone with write access to the SQLite file then edits
+// an event and recomputes every later hash, which the chain alone cannot
+// show: the first checkpoint after the edit, whose signature covers the
+// old head, is named as the broken link.
+func TestAuditCheckpointsCatchARewrite(t *testing.T) {
+	dir := newInstance(t)
+	cfg := filepath.Join(dir, "run", "mcias.toml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := strings.Replace(string(raw), "[[audit.sinks]]", "[audit]\ncheckpoint_every = \"200ms\"\n\n[[audit.sinks]]", 1)
+	if changed == string(raw) {
+		t.Fatal("run/mcias.toml has no [[audit.sinks]] to put [audit] before")
+	}
+	if err := os.WriteFile(cfg, []byte(changed), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, dir, "MCIAS_ADMIN_PASSWORD="+adminPassword)
+	c := client(t, dir, 0)
+	login := func() string {
+		st, body := post(t, c, "https://"+s.addr+"/v1/auth/login", "", fmt.Sprintf(`{"username":"admin","password":%q}`, adminPassword))
+		if st != 200 {
+			t.Fatalf("login: %d %v", st, body)
+		}
+		return body["token"].(string)
+	}
+	admin := login()
+	for i := range 3 {
+		post(t, c, "https://"+s.addr+"/v1/auth/login", "", fmt.Sprintf(`{"username":"admin","password":"wrong-%d"}`, i))
+		time.Sleep(300 * time.Millisecond) // a checkpoint between the failures
+	}
+	var rep struct {
+		Intact      bool  `json:"intact"`
+		Checkpoints int64 `json:"checkpoints"`
+	}
+	out, code := ctlCLI(t, s, admin, "-json", "audit", "verify")
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || !rep.Intact || rep.Checkpoints < 2 {
+		t.Fatalf("audit verify with checkpoints: exit %d, %v\n%s", code, err, out)
+	}
+	if err := s.stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	// The rewrite: the first failed login gets another IP, and every
+	// event from it on gets a fresh, consistent hash.
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "run", "mcias.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var target int64
+	if err := db.QueryRow(`SELECT MIN(seq) FROM audit_events WHERE type = 'login_failure'`).Scan(&target); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Query(`SELECT seq, id, time, type, actor_id, account_id, ip, request_id, outcome, details, prev_hash
+		FROM audit_events WHERE seq >= ? ORDER BY seq`, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []audit.Event
+	for rows.Next() {
+		var ev audit.Event
+		var ns int64
+		var typ, outcome, details string
+		if err := rows.Scan(&ev.Seq, &ev.ID, &ns, &typ, &ev.ActorID, &ev.AccountID, &ev.IP, &ev.RequestID, &outcome, &details, &ev.PrevHash); err != nil {
+			t.Fatal(err)
+		}
+		ev.Time, ev.Type, ev.Outcome = time.Unix(0, ns).UTC(), audit.Type(typ), audit.Outcome(outcome)
+		if err := json.Unmarshal([]byte(details), &ev.Details); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	evs[0].IP = "203.0.113.7"
+	firstCheckpoint := int64(0)
+	prev := evs[0].PrevHash
+	for i := range evs {
+		evs[i].PrevHash = prev
+		evs[i].Hash = audit.ChainHash(prev, evs[i])
+		prev = evs[i].Hash
+		if _, err := db.Exec(`UPDATE audit_events SET ip = ?, prev_hash = ?, hash = ? WHERE seq = ?`,
+			evs[i].IP, evs[i].PrevHash, evs[i].Hash, evs[i].Seq); err != nil {
+			t.Fatal(err)
+		}
+		// The first checkpoint that vouches for the edited event (one
+		// that read the head just before it was stored names an earlier
+		// seq, which the rewrite left alone).
+		if named, _ := strconv.ParseInt(evs[i].Details["seq"], 10, 64); evs[i].Type == audit.Checkpoint && named >= target && firstCheckpoint == 0 {
+			firstCheckpoint = evs[i].Seq
+		}
+	}
+	if firstCheckpoint == 0 {
+		t.Fatal("no checkpoint after the first failed login")
+	}
+
+	s = start(t, dir)
+	admin = login()
+	out, code = ctlCLI(t, s, admin, "audit", "verify")
+	if code != 5 || !strings.Contains(out, fmt.Sprintf("audit chain broken at seq %d (event ", firstCheckpoint)) ||
+		!strings.Contains(out, "but the chain has") {
+		t.Fatalf("audit verify after a rewrite: exit %d, want 5 naming the checkpoint at seq %d\n%s", code, firstCheckpoint, out)
+	}
 }
