@@ -25,8 +25,8 @@ import (
 
 // appendCheckpoint stores a checkpoint of the current chain head, in the
 // format of sdk/audit (CheckpointMessage), signed by sign as kid, and
-// returns the checkpoint's Seq. Checkpoints normally come from the core's
-// checkpointer; writing one here keeps this test about verification.
+// returns the checkpoint's Seq: what someone who can write the database
+// but not sign with the server's key can store.
 func appendCheckpoint(t *testing.T, rc realCore, kid string, sign func([]byte) []byte) int64 {
 	t.Helper()
 	ctx := t.Context()
@@ -52,24 +52,24 @@ func appendCheckpoint(t *testing.T, rc realCore, kid string, sign func([]byte) [
 	return evs[0].Seq
 }
 
-// custodySigner signs as the server's active key does, through custody.
-func custodySigner(t *testing.T, rc realCore) (string, func([]byte) []byte) {
+// checkpoint has the core sign the chain head through custody and
+// store the checkpoint, and returns its Seq.
+func checkpoint(t *testing.T, rc realCore) int64 {
 	t.Helper()
-	k, err := rc.svc.ActiveKey(t.Context())
-	if err != nil {
-		t.Fatal(err)
+	wrote, err := rc.svc.Checkpoint(t.Context())
+	if err != nil || !wrote {
+		t.Fatalf("checkpoint: wrote %v, %v", wrote, err)
 	}
-	return k.KID, func(msg []byte) []byte {
-		sig, err := rc.cust.Sign(t.Context(), k.KID, msg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sig
+	evs, err := rc.store.Audit().ListEvents(t.Context(), storage.EventFilter{Limit: 1})
+	if err != nil || evs[0].Type != audit.Checkpoint {
+		t.Fatalf("head after a checkpoint: %v %v", evs, err)
 	}
+	return evs[0].Seq
 }
 
 // TestAuditVerify runs audit verify over both frontends against a real
-// core on SQLite: an intact chain with checkpoints signed through custody
+// core on SQLite: an intact chain with checkpoints the core signed through
+// custody
 // verifies, with the server's keys and with pinned ones; a checkpoint of
 // a key retired since still verifies (the key listing keeps it); a key
 // the pinned file lacks, and a forged checkpoint, are exit 5 naming the
@@ -112,8 +112,11 @@ func TestAuditVerify(t *testing.T) {
 			for range 3 {
 				ctl(map[string]string{"MCIAS_PASSWORD": "wrong password"}, "auth", "login", "-username", "admin")
 			}
-			kid, sign := custodySigner(t, rc)
-			cp1 := appendCheckpoint(t, rc, kid, sign)
+			old, err := rc.svc.ActiveKey(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cp1 := checkpoint(t, rc)
 			ctl(map[string]string{"MCIAS_PASSWORD": "wrong password"}, "auth", "login", "-username", "admin")
 
 			code, out, stderr := ctl(admin, "audit", "verify", "-page", "2")
@@ -144,11 +147,11 @@ func TestAuditVerify(t *testing.T) {
 				t.Fatalf("emergency rotation: exit %d, %q", code, stderr)
 			}
 			admin = login()
-			kid2, sign2 := custodySigner(t, rc)
-			if kid2 == kid {
-				t.Fatal("the active key did not change")
+			cur, err := rc.svc.ActiveKey(t.Context())
+			if err != nil || cur.KID == old.KID {
+				t.Fatalf("the active key did not change: %v", err)
 			}
-			cp2 := appendCheckpoint(t, rc, kid2, sign2)
+			cp2 := checkpoint(t, rc)
 			if code, out, stderr := ctl(admin, "audit", "verify"); code != exitOK || !strings.Contains(out, "checkpoints verified: 2") {
 				t.Fatalf("verify after rotation: exit %d\nstdout %s\nstderr %s", code, out, stderr)
 			}
@@ -166,7 +169,7 @@ func TestAuditVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cp3 := appendCheckpoint(t, rc, kid2, func(msg []byte) []byte { return ed25519.Sign(forger, msg) })
+			cp3 := appendCheckpoint(t, rc, cur.KID, func(msg []byte) []byte { return ed25519.Sign(forger, msg) })
 			code, _, stderr = ctl(admin, "audit", "verify")
 			if code != exitBroken || !strings.Contains(stderr, "audit chain broken at seq "+strconv.FormatInt(cp3, 10)) ||
 				!strings.Contains(stderr, "does not verify") {
