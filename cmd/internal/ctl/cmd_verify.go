@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/metacircular/mcias/sdk/audit"
@@ -143,11 +145,16 @@ func auditVerify(ctx context.Context, a *app, c *command, args []string) error {
 	fs := flags(c)
 	keysFile := fs.String("keys", "", "verify checkpoints only with the keys in this JWKS or key listing (saved from 'key list -json' or /v1/keys), not with the keys the server lists now")
 	page := fs.Int("page", 500, "events per request, 1..500")
+	from := fs.String("from", "", "SEQ:HASH: verify only the events after seq SEQ, whose hash is HASH (hex), e.g. the head a previous run printed")
 	if _, err := a.parse(c, fs, args, 0, 0); err != nil {
 		return err
 	}
 	if *page < 1 || *page > 500 {
 		return &usageError{msg: "-page must be from 1 to 500", cmd: c}
+	}
+	startSeq, startHash, err := parseFrom(*from)
+	if err != nil {
+		return &usageError{msg: err.Error(), cmd: c}
 	}
 	api, err := a.api()
 	if err != nil {
@@ -173,12 +180,12 @@ func auditVerify(ctx context.Context, a *app, c *command, args []string) error {
 			return fmt.Errorf("the server's key listing: %w", err)
 		}
 	}
-	v := audit.NewVerifier(func(kid string) (ed25519.PublicKey, bool) {
+	v := audit.NewVerifierFrom(startSeq, startHash, func(kid string) (ed25519.PublicKey, bool) {
 		k, ok := keys[kid]
 		return k, ok
 	})
 	var malformed *audit.Break
-	var after int64
+	after := startSeq
 read:
 	for {
 		p, _, err := api.ReadChain(ctx, after, *page)
@@ -207,6 +214,23 @@ read:
 	return printVerify(a, res, source)
 }
 
+// parseFrom reads -from SEQ:HASH; empty is the start of the log.
+func parseFrom(s string) (int64, []byte, error) {
+	if s == "" {
+		return 0, audit.GenesisHash(), nil
+	}
+	seqStr, hashHex, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseInt(seqStr, 10, 64)
+	if !ok || err != nil || seq < 0 {
+		return 0, nil, fmt.Errorf("-from must be SEQ:HASH (a seq and its hash in hex), not %q", s)
+	}
+	hash, err := hex.DecodeString(hashHex)
+	if err != nil || len(hash) != audit.HashSize {
+		return 0, nil, fmt.Errorf("-from: %q is not a hex chain hash (%d bytes)", hashHex, audit.HashSize)
+	}
+	return seq, hash, nil
+}
+
 func printVerify(a *app, res audit.Result, source string) error {
 	if a.json {
 		rep := verifyReport{
@@ -229,7 +253,7 @@ func printVerify(a *app, res audit.Result, source string) error {
 		printRaw(a.sys.Stdout, raw)
 	} else {
 		w := a.sys.Stdout
-		fmt.Fprintf(w, "events checked: %d (head seq %d, hash %x)\n", res.Events, res.HeadSeq, res.HeadHash)
+		fmt.Fprintf(w, "events checked: %d (head: -from %d:%x)\n", res.Events, res.HeadSeq, res.HeadHash)
 		if res.Checkpoints == 0 {
 			fmt.Fprintf(w, "checkpoints verified: 0 (keys: %s); no checkpoint vouches for any event\n", source)
 		} else {

@@ -67,6 +67,8 @@ func TestUsageErrors(t *testing.T) {
 		{"case=no token for me", nil, []string{"auth", "me"}, exitAuth, "mciasctl: no token: set MCIAS_TOKEN or pass -token"},
 		{"case=no token, no password prompt", nil, []string{"auth", "password"}, exitAuth, "no token"},
 		{"case=verify page too big", tok, []string{"audit", "verify", "-page", "501"}, exitUsage, "-page must be from 1 to 500"},
+		{"case=verify bad from", tok, []string{"audit", "verify", "-from", "12"}, exitUsage, "-from must be SEQ:HASH"},
+		{"case=verify from short hash", tok, []string{"audit", "verify", "-from", "12:abcd"}, exitUsage, "is not a hex chain hash"},
 		{"case=verify stray argument", tok, []string{"audit", "verify", "x"}, exitUsage, `unexpected argument "x"`},
 		{"case=verify without token", nil, []string{"audit", "verify"}, exitAuth, "no token"},
 		{"case=no token for pgcreds set", nil, []string{"pgcreds", "set", "id", "-host", "h", "-database", "d", "-username", "u"}, exitAuth, "no token"},

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -125,6 +126,10 @@ func TestAuditVerify(t *testing.T) {
 				!strings.Contains(out, "events after the last checkpoint: 1") {
 				t.Fatalf("verify intact: exit %d\nstdout %s\nstderr %s", code, out, stderr)
 			}
+			head := regexp.MustCompile(`head: -from (\d+:[0-9a-f]{64})`).FindStringSubmatch(out)
+			if head == nil {
+				t.Fatalf("verify prints no head to resume from: %s", out)
+			}
 			code, out, _ = ctl(admin, "-json", "audit", "verify")
 			var rep verifyReport
 			if err := json.Unmarshal([]byte(out), &rep); code != exitOK || err != nil || !rep.Intact || rep.Checkpoints != 1 ||
@@ -154,6 +159,17 @@ func TestAuditVerify(t *testing.T) {
 			cp2 := checkpoint(t, rc)
 			if code, out, stderr := ctl(admin, "audit", "verify"); code != exitOK || !strings.Contains(out, "checkpoints verified: 2") {
 				t.Fatalf("verify after rotation: exit %d\nstdout %s\nstderr %s", code, out, stderr)
+			}
+			// Resuming from the head of the first run checks only what
+			// came since; a wrong starting hash breaks the first link.
+			if code, out, stderr := ctl(admin, "audit", "verify", "-from", head[1]); code != exitOK ||
+				!strings.Contains(out, "checkpoints verified: 1") || !strings.Contains(out, "head: -from "+strconv.FormatInt(cp2, 10)+":") {
+				t.Fatalf("verify -from %s: exit %d\nstdout %s\nstderr %s", head[1], code, out, stderr)
+			}
+			seq1, _, _ := strings.Cut(head[1], ":")
+			if code, _, stderr := ctl(admin, "audit", "verify", "-from", seq1+":"+strings.Repeat("ab", 32)); code != exitBroken ||
+				!strings.Contains(stderr, "prev_hash does not match the hash of seq "+seq1) {
+				t.Fatalf("verify -from a wrong hash: exit %d, stderr %s", code, stderr)
 			}
 			// The pinned file predates the new key: its checkpoint is
 			// signed by a key the operator never pinned.
