@@ -303,13 +303,13 @@ func (s *Service) RotateKeys(ctx context.Context, c Caller, emergency bool) (Rot
 
 // revokeByKID revokes every unexpired, unrevoked token signed by kid.
 func (s *Service) revokeByKID(ctx context.Context, c Caller, kid string) (int, error) {
-	live, err := s.store.Tokens().ListTokens(ctx, storage.TokenFilter{ExpiresAfter: s.now()})
+	live, err := s.store.Tokens().ListTokens(ctx, storage.TokenFilter{KID: kid, ExpiresAfter: s.now()})
 	if err != nil {
 		return 0, fmt.Errorf("list tokens: %w", err)
 	}
 	n := 0
 	for _, t := range live {
-		if t.KID != kid || !t.RevokedAt.IsZero() {
+		if !t.RevokedAt.IsZero() {
 			continue
 		}
 		now := s.now().UTC()

@@ -11,6 +11,7 @@ import (
 	"github.com/metacircular/mcias/sdk"
 	"github.com/metacircular/mcias/sdk/audit"
 	"github.com/metacircular/mcias/sdk/custody"
+	"github.com/metacircular/mcias/sdk/storage"
 )
 
 func TestRotationConfig(t *testing.T) {
@@ -188,8 +189,16 @@ func TestEmergencyRotation(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	old := kids(t, e.svc)[custody.StateActive][0]
-	e.user("carol", "carol-long-password")
+	carolAcct := e.user("carol", "carol-long-password")
 	carol := e.login("carol", "carol-long-password")
+	// A live token record of another key: emergency rotation spares it.
+	now := e.clk.Now()
+	other := storage.Token{JTI: "other-kid-token", AccountID: carolAcct.ID, Kind: storage.Session, KID: "other-kid",
+		IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := e.store.Store.Tokens().CreateToken(ctx, other, "",
+		audit.Event{ID: "other-kid-token-issue", Time: now, Type: audit.TokenIssue, Outcome: audit.Success}); err != nil {
+		t.Fatal(err)
+	}
 	res, err := e.svc.RotateKeys(ctx, e.admin, true)
 	if err != nil {
 		t.Fatal(err)
@@ -203,6 +212,9 @@ func TestEmergencyRotation(t *testing.T) {
 	}
 	if e.valid(carol, "") {
 		t.Fatal("a token signed by the compromised key is still valid")
+	}
+	if rec, err := e.store.Store.Tokens().GetToken(ctx, other.JTI); err != nil || !rec.RevokedAt.IsZero() {
+		t.Fatalf("token of another key: %+v, %v; want it left unrevoked", rec, err)
 	}
 	// A restarted service (or another node) sees the revocations too.
 	if v, err := e.open().Validate(ctx, carol, ""); err != nil || v.Valid {

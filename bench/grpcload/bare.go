@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/ed25519"
 	"crypto/tls"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	pb "github.com/metacircular/mcias/api/grpc/mciasv1"
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 // bareFlag re-executes this program as the ceiling.
@@ -32,8 +32,8 @@ const (
 
 // startBare runs the ceiling with the instance's certificate and the key
 // that signed its token, and returns its address.
-func startBare(ctx context.Context, inst *instance, kids *children, log io.Writer) (string, error) {
-	exe, err := os.Executable()
+func startBare(ctx context.Context, inst *instance, kids *loadkit.Children, log io.Writer) (string, error) {
+	exe, err := loadkit.Self()
 	if err != nil {
 		return "", err
 	}
@@ -42,29 +42,17 @@ func startBare(ctx context.Context, inst *instance, kids *children, log io.Write
 	if err != nil {
 		return "", err
 	}
-	if _, err := kids.start("bare gRPC server", cmd); err != nil {
+	p, err := kids.Start("bare gRPC server", cmd)
+	if err != nil {
 		return "", err
 	}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if addr, ok := strings.CutPrefix(sc.Text(), bareReady); ok {
-				lines <- addr
-			}
-		}
-		// Keep draining so the child never blocks on a full pipe.
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case addr := <-lines:
-		fmt.Fprintf(log, "bare gRPC server on %s\n", addr)
-		return addr, nil
-	case <-time.After(30 * time.Second):
-		return "", errors.New("bare gRPC server did not start within 30s")
-	case <-ctx.Done():
-		return "", ctx.Err()
+	line, err := loadkit.ReadLine(ctx, p, stdout, bareReady, 30*time.Second)
+	if err != nil {
+		return "", err
 	}
+	addr := strings.TrimPrefix(line, bareReady)
+	fmt.Fprintf(log, "bare gRPC server on %s\n", addr)
+	return addr, nil
 }
 
 // bareServer is the ceiling's TokenService: one ed25519.Verify per call,

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"testing"
-	"time"
 
 	pb "github.com/metacircular/mcias/api/grpc/mciasv1"
 )
@@ -35,15 +34,5 @@ func TestBareVerifies(t *testing.T) {
 				t.Errorf("valid=%v err=%v, want valid=%v", resp.GetValid(), err, tc.valid)
 			}
 		})
-	}
-}
-
-func TestPercentiles(t *testing.T) {
-	r := merge([]loadResult{
-		{window: time.Second, latencies: []time.Duration{1, 2, 3}},
-		{window: time.Second, latencies: []time.Duration{4, 5, 6, 7, 8, 9, 10}},
-	})
-	if r.rate() != 5 || r.pct(0.5) != 5 || r.pct(0.99) != 10 || r.pct(0) != 1 {
-		t.Errorf("rate %v p50 %v p99 %v p0 %v", r.rate(), r.pct(0.5), r.pct(0.99), r.pct(0))
 	}
 }

@@ -29,7 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -43,6 +42,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb "github.com/metacircular/mcias/api/grpc/mciasv1"
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 type options struct {
@@ -80,12 +80,12 @@ func driverMain(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var kids children
-	defer kids.stopAll()
-	res, err := run(ctx, o, &kids, stderr)
+	kids := &loadkit.Children{Log: stderr}
+	defer kids.StopAll()
+	res, err := run(ctx, o, kids, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "grpcload:", err)
-		kids.dumpLogs(stderr)
+		kids.DumpLogs(stderr)
 		return 1
 	}
 	writeReport(stdout, o, res)
@@ -93,10 +93,10 @@ func driverMain(args []string, stdout, stderr io.Writer) int {
 }
 
 type results struct {
-	bare, mcias []loadResult
+	bare, mcias []loadkit.Result
 }
 
-func run(ctx context.Context, o options, kids *children, log io.Writer) (*results, error) {
+func run(ctx context.Context, o options, kids *loadkit.Children, log io.Writer) (*results, error) {
 	inst, err := startInstance(ctx, o, kids, log)
 	if err != nil {
 		return nil, err
@@ -109,14 +109,14 @@ func run(ctx context.Context, o options, kids *children, log io.Writer) (*result
 	for r := 1; r <= o.rounds; r++ {
 		for _, t := range []struct {
 			name, addr string
-			dst        *[]loadResult
+			dst        *[]loadkit.Result
 		}{{"bare", bareAddr, &res.bare}, {"mcias", inst.grpcAddr, &res.mcias}} {
 			fmt.Fprintf(log, "validate round %d/%d: %s, %d clients, %s warm-up + %s ...\n", r, o.rounds, t.name, o.clients, o.warmup, o.duration)
 			lr, err := drive(ctx, t.addr, inst.tls, inst.token, o)
 			if err != nil {
 				return nil, fmt.Errorf("validate (%s, round %d): %w", t.name, r, err)
 			}
-			fmt.Fprintf(log, "  %.0f calls/s, p50 %s, p99 %s\n", lr.rate(), fmtDur(lr.pct(0.50)), fmtDur(lr.pct(0.99)))
+			fmt.Fprintf(log, "  %.0f calls/s, p50 %s, p99 %s\n", lr.Rate(), loadkit.FmtDur(lr.Pct(0.50)), loadkit.FmtDur(lr.Pct(0.99)))
 			*t.dst = append(*t.dst, lr)
 		}
 	}
@@ -131,30 +131,18 @@ type instance struct {
 	token, publicKeyX string
 }
 
-func startInstance(ctx context.Context, o options, kids *children, log io.Writer) (*instance, error) {
-	bin, err := filepath.Abs(filepath.Join(o.bin, "mciassrv"))
+func startInstance(ctx context.Context, o options, kids *loadkit.Children, log io.Writer) (*instance, error) {
+	bin, dir, err := loadkit.Workdir(kids, o.bin, "grpcload-", o.keep, log)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%w (run `make build` first, or pass -bin DIR)", err)
-	}
-	dir, err := os.MkdirTemp("", "grpcload-")
-	if err != nil {
-		return nil, err
-	}
-	if o.keep {
-		fmt.Fprintf(log, "instance directory (kept): %s\n", dir)
-	} else {
-		kids.onExit(func() { _ = os.RemoveAll(dir) })
 	}
 	// The server's listen log lines are off at level warn, so pick the
 	// ports here; if another process takes one meanwhile, serve fails.
-	restAddr, err := freeAddr()
+	restAddr, err := loadkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
-	grpcAddr, err := freeAddr()
+	grpcAddr, err := loadkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +163,7 @@ func startInstance(ctx context.Context, o options, kids *children, log io.Writer
 	password := randomPassword()
 	cmd := exec.Command(bin, "serve", "-config", cfgPath)
 	cmd.Env = append(os.Environ(), "MCIAS_ADMIN_USERNAME=benchadmin", "MCIAS_ADMIN_PASSWORD="+password)
-	if _, err := kids.start("mciassrv", cmd); err != nil {
+	if _, err := kids.Start("mciassrv", cmd); err != nil {
 		return nil, err
 	}
 	inst := &instance{
@@ -216,7 +204,7 @@ func startInstance(ctx context.Context, o options, kids *children, log io.Writer
 }
 
 // waitServing polls grpc.health.v1 until the server reports SERVING.
-func waitServing(ctx context.Context, conn *grpc.ClientConn, kids *children) error {
+func waitServing(ctx context.Context, conn *grpc.ClientConn, kids *loadkit.Children) error {
 	hc := healthpb.NewHealthClient(conn)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -226,23 +214,14 @@ func waitServing(ctx context.Context, conn *grpc.ClientConn, kids *children) err
 		if err == nil && resp.Status == healthpb.HealthCheckResponse_SERVING {
 			return nil
 		}
-		if kids.anyExited() {
-			return errors.New("mciassrv exited before serving")
+		if err := kids.Exited(); err != nil {
+			return fmt.Errorf("before serving: %w", err)
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("mciassrv not serving after 30s: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }
 
 func randomPassword() string {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"golang.org/x/crypto/argon2"
+
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 // ---- the token-validation ceiling ----
@@ -33,13 +36,13 @@ const bareReady = "bare listening addr="
 
 type bareServer struct {
 	url  string
-	proc *proc
+	proc *loadkit.Proc
 }
 
 // startBare re-executes this program as the bare validation server, with
 // the instance's certificate and the public key that signed its token.
-func startBare(ctx context.Context, inst *instance, procs *children, log io.Writer) (*bareServer, error) {
-	exe, err := self()
+func startBare(ctx context.Context, inst *instance, procs *loadkit.Children, log io.Writer) (*bareServer, error) {
+	exe, err := loadkit.Self()
 	if err != nil {
 		return nil, err
 	}
@@ -48,11 +51,11 @@ func startBare(ctx context.Context, inst *instance, procs *children, log io.Writ
 	if err != nil {
 		return nil, err
 	}
-	p, err := procs.start("bare validation server", cmd)
+	p, err := procs.Start("bare validation server", cmd)
 	if err != nil {
 		return nil, err
 	}
-	line, err := readLine(ctx, p, stdout, bareReady, 30*time.Second)
+	line, err := loadkit.ReadLine(ctx, p, stdout, bareReady, 30*time.Second)
 	if err != nil {
 		return nil, err
 	}
@@ -184,9 +187,9 @@ func (h hashResult) seq() []time.Duration {
 }
 
 // runBareHash re-executes this program to time bare argon2.IDKey.
-func runBareHash(ctx context.Context, p argonParams, o options, procs *children) (hashResult, error) {
+func runBareHash(ctx context.Context, p argonParams, o options, procs *loadkit.Children) (hashResult, error) {
 	var res hashResult
-	exe, err := self()
+	exe, err := loadkit.Self()
 	if err != nil {
 		return res, err
 	}
@@ -200,23 +203,18 @@ func runBareHash(ctx context.Context, p argonParams, o options, procs *children)
 		"-d", o.duration.String(),
 	)
 	cmd.Stdout = &stdout
-	child, err := procs.start("bare argon2id", cmd)
+	child, err := procs.Start("bare argon2id", cmd)
 	if err != nil {
 		return res, err
 	}
-	select {
-	case <-ctx.Done():
-		return res, ctx.Err()
-	case <-child.done:
-	}
-	if child.err != nil {
-		return res, fmt.Errorf("%s: %w", child.name, child.err)
+	if err := child.Wait(ctx); err != nil {
+		return res, err
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		return res, fmt.Errorf("%s printed %q: %w", child.name, stdout.String(), err)
+		return res, fmt.Errorf("%s printed %q: %w", child.Name, stdout.String(), err)
 	}
 	if len(res.SeqNS) == 0 || res.Sat.Count == 0 {
-		return res, fmt.Errorf("%s measured nothing", child.name)
+		return res, fmt.Errorf("%s measured nothing", child.Name)
 	}
 	return res, nil
 }
@@ -256,7 +254,7 @@ func bareHashMain(args []string) int {
 		res.SeqNS = append(res.SeqNS, int64(time.Since(t0)))
 	}
 
-	workers := numCPU()
+	workers := runtime.NumCPU()
 	start := time.Now().Add(*warmup)
 	end := start.Add(*d)
 	var mu sync.Mutex

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 const benchAdmin = "benchadmin"
@@ -30,7 +31,7 @@ type instance struct {
 	certFile  string
 	keyFile   string
 	tlsConfig *tls.Config // trusts the instance's development CA
-	proc      *proc
+	proc      *loadkit.Proc
 	password  string
 	token     string
 	jwkX      string // base64url Ed25519 public key that signed token
@@ -49,29 +50,18 @@ func (i *instance) loginBody() []byte {
 }
 
 // startInstance runs `mciassrv init`, rewrites the limits and log level in
-// its config, serves it, waits for /v1/ready, and logs in.
-func startInstance(ctx context.Context, o options, procs *children, log io.Writer) (*instance, error) {
-	bin, err := filepath.Abs(filepath.Join(o.bin, "mciassrv"))
+// its config (then edit, when not nil, rewrites it further), serves it,
+// waits for /v1/ready, and logs in.
+func startInstance(ctx context.Context, o options, procs *loadkit.Children, log io.Writer, edit func(dir, cfg string) string) (*instance, error) {
+	bin, dir, err := loadkit.Workdir(procs, o.bin, "restload-", o.keep, log)
 	if err != nil {
 		return nil, err
-	}
-	if _, err := os.Stat(bin); err != nil {
-		return nil, fmt.Errorf("%w (run `make build` first, or pass -bin DIR)", err)
-	}
-	dir, err := os.MkdirTemp("", "restload-")
-	if err != nil {
-		return nil, err
-	}
-	if o.keep {
-		fmt.Fprintf(log, "instance directory (kept): %s\n", dir)
-	} else {
-		procs.onExit(func() { _ = os.RemoveAll(dir) })
 	}
 
 	// mciassrv logs its address at info level, which we turn off, so pick
 	// the port here. Another process could take it in between; then
 	// serve fails to listen and we say so.
-	addr, err := freeAddr()
+	addr, err := loadkit.FreeAddr()
 	if err != nil {
 		return nil, err
 	}
@@ -99,6 +89,9 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 		tables = append(tables, tomlTable{"plugins", []tomlKV{{"builtins", `"subprocess"`}}})
 	}
 	cfg := setTOML(string(raw), tables)
+	if edit != nil {
+		cfg = edit(dir, cfg)
+	}
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -136,7 +129,7 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	)
 	fmt.Fprintf(log, "starting mciassrv on %s (argon2id t=%d m=%d KiB p=%d) ...\n",
 		addr, argon.Time, argon.MemoryKiB, argon.Threads)
-	if inst.proc, err = procs.start("mciassrv", cmd); err != nil {
+	if inst.proc, err = procs.Start("mciassrv", cmd); err != nil {
 		return nil, err
 	}
 
@@ -180,15 +173,6 @@ func startInstance(ctx context.Context, o options, procs *children, log io.Write
 	return inst, nil
 }
 
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	addr := ln.Addr().String()
-	return addr, ln.Close()
-}
-
 func randomPassword() string {
 	var b [24]byte
 	_, _ = rand.Read(b[:]) // crypto/rand does not fail on Linux
@@ -215,11 +199,11 @@ func tokenKid(token string) (string, error) {
 }
 
 // waitReady polls url until it answers 200, p exits, or timeout passes.
-func waitReady(ctx context.Context, client *http.Client, url string, p *proc, timeout time.Duration) error {
+func waitReady(ctx context.Context, client *http.Client, url string, p *loadkit.Proc, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

@@ -36,6 +36,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 // Hidden modes: the program re-executes itself to run the ceilings in
@@ -56,6 +58,8 @@ type options struct {
 	// plugins runs every backend as a subprocess plugin
 	// (plugins.builtins = "subprocess", binaries from bin/plugins).
 	plugins bool
+	// sinks runs the audit-sink comparison instead of the ceilings.
+	sinks bool
 	// storage replaces the instance's SQLite URI (a postgres:// URI for
 	// the Postgres comparison); empty keeps SQLite.
 	storage string
@@ -85,9 +89,10 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 	fs.IntVar(&o.logins, "logins", 20, "sequential logins (and sequential bare hashes) for the latency comparison")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary instance directory")
 	fs.BoolVar(&o.plugins, "plugins", false, "run every backend as a subprocess plugin (BIN/plugins, make build)")
+	fs.BoolVar(&o.sinks, "sinks", false, "instead of the ceilings: login and token-issue throughput with two audit sinks attached against none")
 	fs.StringVar(&o.storage, "storage", "", "storage URI to run on instead of the instance's SQLite file (postgres://..., an empty database)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-storage URI] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
+		fmt.Fprintln(stderr, "usage: go run ./bench/restload [-bin bin] [-plugins] [-sinks] [-storage URI] [-c 16] [-d 10s] [-rounds 2] [-logins 20]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -101,26 +106,36 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	procs := &children{log: stderr}
+	procs := &loadkit.Children{Log: stderr}
 	// Stop the children on every way out: normal return, error, panic in
 	// this goroutine. Signals cancel ctx, which makes run return. A panic
 	// elsewhere kills the process; the children then get SIGKILL from
 	// the kernel (Pdeathsig, Linux).
 	defer func() {
 		r := recover()
-		procs.stopAll()
+		procs.StopAll()
 		if r != nil {
 			panic(r)
 		}
 	}()
 
+	if o.sinks {
+		res, err := runAudit(ctx, o, procs, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "restload:", err)
+			procs.DumpLogs(stderr)
+			return 1
+		}
+		writeAuditReport(stdout, o, res)
+		return 0
+	}
 	res, err := run(ctx, o, procs, stderr)
 	if err != nil {
 		if errors.Is(ctx.Err(), context.Canceled) {
 			err = fmt.Errorf("interrupted: %w", err)
 		}
 		fmt.Fprintln(stderr, "restload:", err)
-		procs.dumpLogs(stderr)
+		procs.DumpLogs(stderr)
 		return 1
 	}
 	writeReport(stdout, o, res)
@@ -129,21 +144,21 @@ func driverMain(args []string, stdout, stderr io.Writer) (code int) {
 
 // results is everything the report needs.
 type results struct {
-	machine     machine
+	machine     loadkit.Machine
 	argon       argonParams
-	bareRounds  []loadResult
-	mciasRound  []loadResult
+	bareRounds  []loadkit.Result
+	mciasRound  []loadkit.Result
 	loginSeq    []time.Duration
 	hashSeq     []time.Duration
-	loginRounds []loadResult
+	loginRounds []loadkit.Result
 	loginConc   int
 	hashRounds  []hashSatResult
 }
 
-func run(ctx context.Context, o options, procs *children, log io.Writer) (*results, error) {
-	res := &results{machine: describeMachine()}
+func run(ctx context.Context, o options, procs *loadkit.Children, log io.Writer) (*results, error) {
+	res := &results{machine: loadkit.DescribeMachine()}
 
-	inst, err := startInstance(ctx, o, procs, log)
+	inst, err := startInstance(ctx, o, procs, log, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +174,7 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 	for r := 1; r <= o.rounds; r++ {
 		for _, t := range []struct {
 			name, url string
-			dst       *[]loadResult
+			dst       *[]loadkit.Result
 		}{
 			{"bare", bare.url, &res.bareRounds},
 			{"mcias", inst.url, &res.mciasRound},
@@ -178,12 +193,12 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 			if err != nil {
 				return nil, fmt.Errorf("validate (%s, round %d): %w", t.name, r, err)
 			}
-			fmt.Fprintf(log, "  %.0f req/s, p50 %s, p99 %s\n", lr.rate(), fmtDur(lr.pct(0.50)), fmtDur(lr.pct(0.99)))
+			fmt.Fprintf(log, "  %.0f req/s, p50 %s, p99 %s\n", lr.Rate(), loadkit.FmtDur(lr.Pct(0.50)), loadkit.FmtDur(lr.Pct(0.99)))
 			*t.dst = append(*t.dst, lr)
 		}
 	}
 	// The ceiling is not needed any more; free its core share.
-	procs.stop(bare.proc)
+	procs.Stop(bare.proc)
 
 	// 2a. Login latency, sequential.
 	loginBody := inst.loginBody()
@@ -213,7 +228,7 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 			return nil, fmt.Errorf("login saturation: %w", err)
 		}
 		res.loginRounds = append(res.loginRounds, sat)
-		fmt.Fprintf(log, "  %.1f logins/s, p50 %s, p99 %s\n", sat.rate(), fmtDur(sat.pct(0.5)), fmtDur(sat.pct(0.99)))
+		fmt.Fprintf(log, "  %.1f logins/s, p50 %s, p99 %s\n", sat.Rate(), loadkit.FmtDur(sat.Pct(0.5)), loadkit.FmtDur(sat.Pct(0.99)))
 
 		// 2c. The Argon2id ceiling, in its own process, while the
 		// server sits idle.
@@ -225,7 +240,7 @@ func run(ctx context.Context, o options, procs *children, log io.Writer) (*resul
 		}
 		res.hashSeq = append(res.hashSeq, hr.seq()...)
 		res.hashRounds = append(res.hashRounds, hr.Sat)
-		fmt.Fprintf(log, "  one hash p50 %s; %.1f hashes/s\n", fmtDur(pct(hr.seq(), 0.5)), hr.Sat.rate())
+		fmt.Fprintf(log, "  one hash p50 %s; %.1f hashes/s\n", loadkit.FmtDur(loadkit.Pct(hr.seq(), 0.5)), hr.Sat.rate())
 	}
 	slices.Sort(res.hashSeq)
 	return res, nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/metacircular/mcias/bench/internal/loadkit"
 )
 
 const initConfig = `# MCIAS development configuration, written by "mciassrv init".
@@ -111,8 +113,8 @@ func TestDrive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.rate() <= 0 || res.pct(0.5) <= 0 || res.pct(0.5) > res.pct(0.99) {
-		t.Fatalf("rate %.0f p50 %s p99 %s", res.rate(), res.pct(0.5), res.pct(0.99))
+	if res.Rate() <= 0 || res.Pct(0.5) <= 0 || res.Pct(0.5) > res.Pct(0.99) {
+		t.Fatalf("rate %.0f p50 %s p99 %s", res.Rate(), res.Pct(0.5), res.Pct(0.99))
 	}
 
 	// A wrong answer fails the run.
@@ -130,7 +132,7 @@ func TestPct(t *testing.T) {
 	for i := 1; i <= 100; i++ {
 		s = append(s, time.Duration(i))
 	}
-	if pct(s, 0.5) != 50 || pct(s, 0.99) != 99 || pct(s, 1) != 100 || pct(nil, 0.5) != 0 {
-		t.Fatal(pct(s, 0.5), pct(s, 0.99))
+	if loadkit.Pct(s, 0.5) != 50 || loadkit.Pct(s, 0.99) != 99 || loadkit.Pct(s, 1) != 100 || loadkit.Pct(nil, 0.5) != 0 {
+		t.Fatal(loadkit.Pct(s, 0.5), loadkit.Pct(s, 0.99))
 	}
 }

@@ -33,12 +33,10 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/metacircular/mcias/api/frontend"
 	grpcapi "github.com/metacircular/mcias/api/grpc"
 	"github.com/metacircular/mcias/api/rest"
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/pluginhost"
-	"github.com/metacircular/mcias/sdk/storage"
 )
 
 func main() {
@@ -176,18 +174,7 @@ func serve(ctx context.Context, cfg Config, stderr io.Writer) (err error) {
 		return err
 	}
 
-	// One limiter for both transports: a client gets one budget of
-	// password attempts per IP, whichever API it uses. On a store that
-	// several nodes share (it offers the change feed, as PostgreSQL does)
-	// and that keeps buckets (storage.LoginLimiter), every node shares
-	// that budget. Otherwise (SQLite: one node) it lives in this process,
-	// which spares every password attempt a write transaction.
-	limiter := frontend.NewLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst)
-	if _, multiNode := store.(storage.ChangeFeed); multiNode {
-		if shared, ok := store.(storage.LoginLimiter); ok {
-			limiter = frontend.NewSharedLimiter(cfg.Login.RatePerMinute, cfg.Login.Burst, shared)
-		}
-	}
+	limiter := loginLimiter(cfg.Login, store)
 	api, err := rest.New(svc, rest.Config{
 		TrustedProxies: cfg.Server.TrustedProxies,
 		MaxBodyBytes:   cfg.Server.MaxBodyBytes,

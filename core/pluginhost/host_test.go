@@ -436,3 +436,32 @@ func TestPluginLogsCarryTheirNameOnce(t *testing.T) {
 		t.Fatalf("log line lacks the plugin's name or kind: %s", line)
 	}
 }
+
+// TestLeasesAndCursorsThroughTheHost: the supervised store of a plugin
+// whose backend has leases is a storage.Leaser, and leases and sink
+// cursors reach the plugin.
+func TestLeasesAndCursorsThroughTheHost(t *testing.T) {
+	h := pluginhost.New(fastOptions, nil)
+	defer h.Close(context.Background())
+	st := openSQLite(t, h)
+	ctx := t.Context()
+	l, ok := st.(storage.Leaser)
+	if !ok {
+		t.Fatalf("%T is no storage.Leaser", st)
+	}
+	if ok, err := l.AcquireLease(ctx, "rotate", "node-a", time.Hour); !ok || err != nil {
+		t.Fatalf("AcquireLease(node-a) = %v, %v", ok, err)
+	}
+	if ok, err := l.AcquireLease(ctx, "rotate", "node-b", time.Hour); ok || err != nil {
+		t.Fatalf("AcquireLease(node-b) = %v, %v; want false", ok, err)
+	}
+	if err := l.ReleaseLease(ctx, "rotate", "node-a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Audit().SetSinkCursor(ctx, "file", 7); err != nil {
+		t.Fatal(err)
+	}
+	if seq, err := st.Audit().SinkCursor(ctx, "file"); seq != 7 || err != nil {
+		t.Fatalf("SinkCursor = %d, %v; want 7", seq, err)
+	}
+}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +103,40 @@ func TestReopen(t *testing.T) {
 
 func auditEvent(id string) audit.Event {
 	return audit.Event{ID: id, Time: time.Now().UTC(), Type: audit.AccountCreate, Outcome: audit.Success}
+}
+
+// TestUpgradeVersion1: a state file written before the audit chain
+// (version 1) is upgraded when opened: its events are chained in Seq
+// order, and new events continue the chain.
+func TestUpgradeVersion1(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	v1 := `{"version":1,"accounts":{},"tokens":{},"pgcreds":{},"seq":3,"events":[
+		{"ID":"e1","Seq":1,"Time":"2026-01-02T03:04:05.123456789Z","Type":"login_failure","Outcome":"failure","Details":{"reason":"bad_password"}},
+		{"ID":"e2","Seq":2,"Time":"2026-01-02T03:04:06Z","Type":"plugin_start","Outcome":"success","Details":null},
+		{"ID":"e3","Seq":3,"Time":"2026-01-02T03:04:07Z","Type":"login_failure","IP":"192.0.2.1","Outcome":"failure","Details":null}]}`
+	if err := os.WriteFile(path, []byte(v1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := jsonstore.Open(t.Context(), "jsonstore://"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close(t.Context())
+	old, err := s.Audit().ReadEvents(t.Context(), 0, 0)
+	if err != nil || len(old) != 3 {
+		t.Fatalf("ReadEvents: %d events, %v; want 3", len(old), err)
+	}
+	storagetest.VerifyChain(t, old)
+	if err := s.Audit().AppendEvent(t.Context(), auditEvent("e4")); err != nil {
+		t.Fatal(err)
+	}
+	all, _ := s.Audit().ReadEvents(t.Context(), 0, 0)
+	if len(all) != 4 || all[3].Seq != 4 {
+		t.Fatalf("events after the upgrade: %+v", all)
+	}
+	storagetest.VerifyChain(t, all)
+	raw, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(raw), `"version":2`) {
+		t.Fatalf("the file was not rewritten at version 2: %v", err)
+	}
 }

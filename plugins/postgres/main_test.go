@@ -23,6 +23,10 @@ func TestConformance(t *testing.T) {
 		// The suite may Close the store itself; a second Close must be
 		// harmless, so its error is not the point here.
 		t.Cleanup(func() { _ = s.Close(context.WithoutCancel(t.Context())) })
+		// The backend has leases, and each way must expose them.
+		if _, ok := s.(storage.Leaser); !ok {
+			t.Fatalf("%T is no storage.Leaser", s)
+		}
 	}
 	t.Run("way=direct", func(t *testing.T) {
 		storagetest.RunTests(t, func(t *testing.T) storage.Store {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 	"testing"
 
@@ -59,4 +60,32 @@ func TestConformance(t *testing.T) {
 			return s
 		})
 	})
+}
+
+// noLeases is a store without the optional capabilities: only the
+// storage.Store methods of the sqlite store it wraps.
+type noLeases struct{ storage.Store }
+
+// TestLeasesOnlyWhenTheBackendHasThem: the client shim is a
+// storage.Leaser exactly when the plugin's store is one.
+func TestLeasesOnlyWhenTheBackendHasThem(t *testing.T) {
+	open := func(ctx context.Context, uri string, logger *slog.Logger) (storage.Store, error) {
+		s, err := sqlite.Open(ctx, uri, logger)
+		if err != nil {
+			return nil, err
+		}
+		return noLeases{s}, nil
+	}
+	s, stop, err := plugin.StorageOverGRPC(t.Context(), open, "sqlite://"+filepath.Join(t.TempDir(), "mcias.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if _, ok := s.(storage.Leaser); ok {
+		t.Fatalf("%T is a storage.Leaser, but the plugin's store has no leases", s)
+	}
+	// The rest works as before.
+	if _, err := s.Audit().SinkCursor(t.Context(), "file"); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -11,5 +11,8 @@
 // sdk.ErrConflict; the one retry loop lives in the core.
 //
 // Storage assigns each stored event a Seq, strictly increasing in commit
-// order.
+// order, and links it into the audit hash chain (PrevHash, Hash; see
+// AuditStore). Optional capabilities (ChangeFeed, LoginLimiter, Leaser)
+// are further interfaces a Store may implement; callers test for them
+// with a type assertion.
 package storage

@@ -1,9 +1,9 @@
 //go:build !linux
 
-package main
+package loadkit
 
 import "os/exec"
 
 // setDeathSignal has no portable equivalent outside Linux; the deferred
-// stop in driverMain is all there is.
+// StopAll of the driver is all there is.
 func setDeathSignal(*exec.Cmd) {}

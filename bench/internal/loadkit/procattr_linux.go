@@ -1,4 +1,4 @@
-package main
+package loadkit
 
 import (
 	"os/exec"
