@@ -25,13 +25,14 @@ import (
 // log held at that point even if the database is later truncated.
 //
 // A checkpoint is written every CheckpointEvery when the head moved, that
-// is, when the newest event is not itself a checkpoint (so nodes and
-// restarts agree without any state of their own), by the node holding the
-// lease "audit-checkpoint", and once more at graceful shutdown.
+// is, unless the newest event is a checkpoint of the event just before it
+// (so nodes and restarts agree without any state of their own), by the
+// node holding the lease "audit-checkpoint", and once more at graceful
+// shutdown.
 
 // Checkpoint signs the current chain head and stores it as an
-// audit.Checkpoint event, unless the head is a checkpoint already or the
-// log is empty. It reports whether it wrote one. The background loop
+// audit.Checkpoint event, unless the head is a checkpoint of its
+// predecessor already or the log is empty. It reports whether it wrote one. The background loop
 // calls it; tests call it directly.
 func (s *Service) Checkpoint(ctx context.Context) (bool, error) {
 	s.cpMu.Lock()
@@ -40,10 +41,15 @@ func (s *Service) Checkpoint(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("core: checkpoint: read head: %w", err)
 	}
-	if len(evs) == 0 || evs[0].Type == audit.Checkpoint {
+	if len(evs) == 0 {
 		return false, nil
 	}
 	head := evs[0]
+	// A checkpoint of the event just before it leaves nothing unsigned;
+	// one that an event slipped in ahead of (written concurrently) does.
+	if head.Type == audit.Checkpoint && head.Details["seq"] == strconv.FormatInt(head.Seq-1, 10) {
+		return false, nil
+	}
 	if len(head.Hash) != audit.HashSize {
 		return false, fmt.Errorf("core: checkpoint: event %d has no chain hash (the store does not chain events): %w", head.Seq, sdk.ErrNotImplemented)
 	}

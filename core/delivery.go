@@ -148,6 +148,7 @@ type SinkStatus struct {
 // sinkWorker delivers stored events to one sink.
 type sinkWorker struct {
 	cfg  SinkConfig
+	kind string // the backend's name ("file", "webhook")
 	poke chan struct{}
 
 	mu        sync.Mutex
@@ -171,12 +172,18 @@ func sinkWorkers(ctx context.Context, cfgs []SinkConfig) ([]*sinkWorker, error) 
 		if c.Sink == nil {
 			return nil, fmt.Errorf("core: config: audit sink %d has no sink", i)
 		}
-		if c.Name == "" {
-			info, err := c.Sink.Info(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("core: config: audit sink %d: no name given and info failed: %w", i, err)
-			}
+		// The backend's own name, shown in readiness; read once, so a
+		// wedged sink cannot hold up /v1/ready.
+		info, err := c.Sink.Info(ctx)
+		switch {
+		case err != nil && c.Name == "":
+			return nil, fmt.Errorf("core: config: audit sink %d: no name given and info failed: %w", i, err)
+		case c.Name == "":
 			c.Name = info.Name
+		}
+		kind := info.Name
+		if kind == "" {
+			kind = c.Name
 		}
 		switch {
 		case !sinkNameRE.MatchString(c.Name):
@@ -191,7 +198,9 @@ func sinkWorkers(ctx context.Context, cfgs []SinkConfig) ([]*sinkWorker, error) 
 			return nil, fmt.Errorf("core: config: audit sink %q is required but has no max lag (events or age)", c.Name)
 		}
 		seen[c.Name] = true
-		out = append(out, newSinkWorker(c))
+		w := newSinkWorker(c)
+		w.kind = kind
+		out = append(out, w)
 	}
 	return out, nil
 }
@@ -215,8 +224,9 @@ func errKind(err error) string {
 }
 
 // setState moves w to state and logs the change; a failure that does not
-// change the state is logged at most once per sinkStatusLogEvery.
-func (s *Service) setState(w *sinkWorker, state string, err error, wait time.Duration) {
+// change the state is logged at most once per sinkStatusLogEvery, with the
+// lag behind the head (cursor is the worker's).
+func (s *Service) setState(w *sinkWorker, state string, err error, wait time.Duration, cursor int64) {
 	w.mu.Lock()
 	prev := w.state
 	w.state = state
@@ -239,8 +249,13 @@ func (s *Service) setState(w *sinkWorker, state string, err error, wait time.Dur
 	attrs := []any{"sink", w.cfg.Name, "state", state, "previous", prev}
 	switch {
 	case err != nil:
-		attrs = append(attrs, "failures", failures, "error_kind", kind, "retry_in", wait.Round(time.Millisecond), "err", err)
-		s.log.Warn("core: audit sink delivery failing", attrs...)
+		attrs = append(attrs, "failures", failures, "error_kind", kind, "retry_in", wait.Round(time.Millisecond), "cursor", cursor)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if head, herr := s.headSeq(ctx); herr == nil {
+			attrs = append(attrs, "lag_events", head-cursor)
+		}
+		cancel()
+		s.log.Warn("core: audit sink delivery failing", append(attrs, "err", err)...)
 	case state == SinkOK && prev != SinkStandby:
 		s.log.Info("core: audit sink delivering again", attrs...)
 	default:
@@ -263,10 +278,10 @@ func (a *AuditDelivery) backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2)
 }
 
-// deliver makes one Deliver call bounded by the deadline. A sink that
-// ignores its context is abandoned at the deadline; until that call
-// returns no other is made, so the sink never sees two batches at once or
-// out of order.
+// deliver makes one Deliver call bounded by the deadline (ctx carries
+// values only). A sink that ignores its context is abandoned at the
+// deadline; until that call returns no other is made, so the sink never
+// sees two batches at once or out of order.
 func (s *Service) deliver(ctx context.Context, w *sinkWorker, evs []audit.Event) error {
 	w.mu.Lock()
 	busy := w.inflight
@@ -278,7 +293,10 @@ func (s *Service) deliver(ctx context.Context, w *sinkWorker, evs []audit.Event)
 			return fmt.Errorf("previous call still running: %w", context.DeadlineExceeded)
 		}
 	}
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.Audit.DeliverTimeout)
+	// Only the deadline ends a call: a shutdown or a lost lease lets the
+	// call in flight finish (within its deadline), so an accepted batch is
+	// recorded as such rather than sent again.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Audit.DeliverTimeout)
 	defer cancel()
 	done := make(chan struct{})
 	var err error
@@ -344,8 +362,8 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 			return
 		}
 	}
-	s.setState(w, SinkOK, nil, 0)
-	defer s.setState(w, SinkStandby, nil, 0)
+	s.setState(w, SinkOK, nil, 0, cursor)
+	defer func() { s.setState(w, SinkStandby, nil, 0, cursor) }()
 	persisted := cursor
 	poll := time.NewTicker(sinkPollInterval)
 	defer poll.Stop()
@@ -377,7 +395,9 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 			}
 			// Storage trouble is not the sink's: it moves no breaker.
 			storeFailures++
-			s.log.Warn("core: audit sink: cannot read events", "sink", w.cfg.Name, "err", err)
+			if storeFailures == 1 || storeFailures%10 == 0 { // not once per retry
+				s.log.Warn("core: audit sink: cannot read events", "sink", w.cfg.Name, "failures", storeFailures, "err", err)
+			}
 			sleep(ctx, s.cfg.Audit.backoff(storeFailures))
 			continue
 		}
@@ -393,7 +413,7 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 		err = s.deliver(ctx, w, evs)
 		if err == nil {
 			cursor = evs[len(evs)-1].Seq
-			s.setState(w, SinkOK, nil, 0)
+			s.setState(w, SinkOK, nil, 0, cursor)
 			continue
 		}
 		if ctx.Err() != nil {
@@ -406,11 +426,11 @@ func (s *Service) runSink(ctx context.Context, w *sinkWorker) {
 			w.mu.Lock()
 			w.openUntil = time.Now().Add(s.cfg.Audit.BreakerCooldown)
 			w.mu.Unlock()
-			s.setState(w, SinkOpen, err, s.cfg.Audit.BreakerCooldown)
+			s.setState(w, SinkOpen, err, s.cfg.Audit.BreakerCooldown, cursor)
 			continue
 		}
 		wait := s.cfg.Audit.backoff(n)
-		s.setState(w, SinkRetrying, err, wait)
+		s.setState(w, SinkRetrying, err, wait, cursor)
 		sleep(ctx, wait)
 	}
 }

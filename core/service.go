@@ -261,10 +261,18 @@ func New(ctx context.Context, cfg Config, d Deps) (*Service, error) {
 // Close stops the background work. Before, it writes a last checkpoint
 // if the head moved (on the node that checkpoints); after, each sink this
 // process delivers to gets one last attempt at what is pending, bounded by
-// ctx. It does not close the backends; their owner does.
+// ctx (by the delivery deadline when ctx has none). It does not close the
+// backends; their owner does.
 func (s *Service) Close(ctx context.Context) error {
 	var err error
 	s.closeOnce.Do(func() {
+		// The last checkpoint and flush are best effort: what is left
+		// stays stored and goes out from the stored cursor later.
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.cfg.Audit.DeliverTimeout)
+			defer cancel()
+		}
 		if s.cfg.Audit.CheckpointEvery > 0 && s.cpHeld.Load() {
 			if _, cerr := s.Checkpoint(ctx); cerr != nil {
 				s.log.Warn("core: final audit checkpoint failed", "err", cerr)
@@ -330,10 +338,7 @@ func (s *Service) Ready(ctx context.Context) Readiness {
 		head, headErr = s.headSeq(ctx)
 	}
 	for _, w := range s.sinks {
-		st := BackendState{Name: w.cfg.Name, Up: true}
-		if info, err := w.cfg.Sink.Info(ctx); err == nil && info.Name != "" {
-			st.Name = info.Name
-		}
+		st := BackendState{Name: w.kind, Up: true}
 		ss, err := s.sinkStatus(ctx, w, head)
 		if err = errors.Join(headErr, err); err != nil {
 			// Storage is down and says so above; the lag is unknown.

@@ -70,7 +70,7 @@ func newClusterWith(t *testing.T, n int, subprocess bool, extra string) *cluster
 	base := regexp.MustCompile(`(?m)^uri = "sqlite:.*"$`).ReplaceAllString(string(raw), fmt.Sprintf("uri = %q", db))
 	cl := &cluster{t: t, dir: dir, db: db, c: client(t, dir, 0)}
 	for i := range n {
-		cfg := strings.Replace(base, `uri = "file:run/audit.jsonl"`, fmt.Sprintf(`uri = "file:run/audit-node%d.jsonl"`, i), 1) + extra
+		cfg := strings.Replace(base, `uri = "file:run/audit.jsonl"`, fmt.Sprintf("uri = \"file:run/audit-node%d.jsonl\"\nname = \"file-node%d\"", i, i), 1) + extra
 		if err := os.WriteFile(cl.config(i), []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}

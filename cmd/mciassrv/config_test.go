@@ -77,6 +77,20 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"case=retire_after drops keys early", validTOML + "\n[keys]\nretire_after = \"24h\"\n",
 			[]string{"keys.retire_after 24h0m0s would drop a signing key before the tokens it signed expire", "2160h0m30s"}},
 		{"case=rotate_every within publish_ahead", validTOML + "\n[keys]\nrotate_every = \"1m\"\npublish_ahead = \"5m\"\n", []string{"keys.rotate_every"}},
+		{"case=two sinks one derived name", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\n[[audit.sinks]]\nuri = \"file:/tmp/b\"\n",
+			[]string{`audit.sinks[0].name is required: more than one sink would be named "file"`, "audit.sinks[1].name is required"}},
+		{"case=duplicate sink names", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nname = \"x\"\n[[audit.sinks]]\nuri = \"file:/tmp/b\"\nname = \"x\"\n",
+			[]string{`audit.sinks[1].name "x" is taken`}},
+		{"case=explicit name shadows derived", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\n[[audit.sinks]]\nuri = \"file:/tmp/b\"\nname = \"file\"\n",
+			[]string{`audit.sinks[0].name is required`}},
+		{"case=bad sink name", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nname = \"My Sink\"\n", []string{`audit.sinks[0].name "My Sink" must match`}},
+		{"case=bad sink start", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nstart = \"yesterday\"\n", []string{"audit.sinks[0].start"}},
+		{"case=required without bound", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nrequired = true\n", []string{"audit.sinks[0].required needs max_lag"}},
+		{"case=bound without required", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nmax_lag = \"5m\"\n", []string{"apply only to required sinks"}},
+		{"case=zero deliver timeout", validTOML + "\n[audit]\ndeliver_timeout = \"0s\"\n", []string{"audit.deliver_timeout must be positive"}},
+		{"case=retry max below min", validTOML + "\n[audit]\nretry_min = \"1s\"\nretry_max = \"100ms\"\n", []string{"audit.retry_max"}},
+		{"case=no breaker", validTOML + "\n[audit]\nbreaker_failures = 0\n", []string{"audit.breaker_failures"}},
+		{"case=short lease", validTOML + "\n[audit]\nlease_ttl = \"10ms\"\n", []string{"audit.lease_ttl must be at least 1s"}},
 		{"case=negative publish_ahead", validTOML + "\n[keys]\npublish_ahead = \"-1s\"\n", []string{"keys.publish_ahead"}},
 	}
 	for _, tt := range tests {
@@ -106,6 +120,35 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %s", err, w)
 		}
+	}
+}
+
+// A sink without a name is named after its scheme (or plugin) when that
+// is unambiguous; [audit] defaults are the core's.
+func TestLoadConfigSinks(t *testing.T) {
+	body := validTOML + `
+[[audit.sinks]]
+uri = "file:/tmp/a.jsonl"
+[[audit.sinks]]
+uri = "file:/tmp/b.jsonl"
+name = "archive"
+start = "now"
+required = true
+max_lag = "5m"
+[audit]
+checkpoint_every = "0s"
+`
+	cfg, err := loadConfig(writeConfig(t, body), builtinSchemes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := cfg.Audit.Sinks
+	if len(s) != 2 || s[0].Name != "file" || s[1].Name != "archive" || !s[1].Required || s[1].MaxLag.Duration != 5*time.Minute || s[1].Start != "now" {
+		t.Fatalf("sinks %+v", s)
+	}
+	d := cfg.Audit.coreDelivery()
+	if d.CheckpointEvery >= 0 || d.DeliverTimeout != 10*time.Second || d.BreakerFailures != 5 || cfg.Audit.LeaseTTL.Duration != 30*time.Second {
+		t.Fatalf("delivery %+v", d)
 	}
 }
 
