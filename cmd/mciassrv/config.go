@@ -463,7 +463,7 @@ func (c *Config) validateAudit(add func(string, ...any)) {
 		if u.Scheme == pluginScheme {
 			return u.Opaque
 		}
-		return u.Scheme
+		return builtinPlugin(u.Scheme) // syslog+tcp is "syslog"
 	}
 	explicit := map[string]int{}
 	for _, s := range a.Sinks {

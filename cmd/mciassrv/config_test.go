@@ -123,12 +123,14 @@ func TestLoadConfigReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// A sink without a name is named after its scheme (or plugin) when that
-// is unambiguous; [audit] defaults are the core's.
+// A sink without a name is named after its scheme up to any "+" (or its
+// plugin) when that is unambiguous; [audit] defaults are the core's.
 func TestLoadConfigSinks(t *testing.T) {
 	body := validTOML + `
 [[audit.sinks]]
 uri = "file:/tmp/a.jsonl"
+[[audit.sinks]]
+uri = "syslog+tcp://127.0.0.1:514"
 [[audit.sinks]]
 uri = "file:/tmp/b.jsonl"
 name = "archive"
@@ -143,7 +145,10 @@ checkpoint_every = "0s"
 		t.Fatal(err)
 	}
 	s := cfg.Audit.Sinks
-	if len(s) != 2 || s[0].Name != "file" || s[1].Name != "archive" || !s[1].Required || s[1].MaxLag.Duration != 5*time.Minute || s[1].Start != "now" {
+	if len(s) != 3 || s[0].Name != "file" || s[1].Name != "syslog" {
+		t.Fatalf("sinks %+v", s)
+	}
+	if s = s[1:]; s[1].Name != "archive" || !s[1].Required || s[1].MaxLag.Duration != 5*time.Minute || s[1].Start != "now" {
 		t.Fatalf("sinks %+v", s)
 	}
 	d := cfg.Audit.coreDelivery()
