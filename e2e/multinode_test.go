@@ -452,7 +452,8 @@ func TestRollingRestart(t *testing.T) {
 				default:
 				}
 				mu.Lock()
-				ts := tokens[n%len(tokens)]
+				idx := n % len(tokens)
+				ts := tokens[idx]
 				mu.Unlock()
 				code, m, attempts, err := cl.retrying(n, "POST", "/v1/token/validate", "", map[string]string{"token": ts.token})
 				requests.Add(1)
@@ -467,7 +468,7 @@ func TestRollingRestart(t *testing.T) {
 				// revocation that began while the request was on its
 				// way (the state read after it differs) allows either.
 				mu.Lock()
-				after := tokens[n%len(tokens)]
+				after := tokens[idx]
 				mu.Unlock()
 				settled := !ts.pending && !after.pending && after.revoked == ts.revoked
 				if got := m["valid"] == true; got == ts.revoked && settled {
