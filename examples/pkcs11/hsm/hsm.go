@@ -732,6 +732,8 @@ func (c *Custodian) transition(kid string, at time.Time, op string, change func(
 
 var _ custody.KeyImporter = (*Custodian)(nil)
 
+var _ custody.KeyHistory = (*Custodian)(nil)
+
 // ImportRetiringKey stores another custodian's public key in the token as
 // a verification-only key (a public key object, no private half) in state
 // retiring, so tokens that custodian signed keep verifying until the
@@ -852,6 +854,17 @@ func (c *Custodian) missing(err error, what string) error {
 // PublicKeys lists the keys that are not retired, from memory: they
 // change only on rotation, which updates the list.
 func (c *Custodian) PublicKeys(ctx context.Context) ([]custody.PublicKey, error) {
+	return c.publicKeys(false)
+}
+
+// AllPublicKeys implements custody.KeyHistory: retired keys too, whose
+// public objects stay in the token (only their private halves are
+// destroyed), so audit checkpoints they signed still verify.
+func (c *Custodian) AllPublicKeys(ctx context.Context) ([]custody.PublicKey, error) {
+	return c.publicKeys(true)
+}
+
+func (c *Custodian) publicKeys(retired bool) ([]custody.PublicKey, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {
@@ -862,7 +875,7 @@ func (c *Custodian) PublicKeys(ctx context.Context) ([]custody.PublicKey, error)
 	}
 	out := make([]custody.PublicKey, 0, len(c.keys))
 	for _, k := range c.keys {
-		if k.state == custody.StateRetired {
+		if k.state == custody.StateRetired && !retired {
 			continue
 		}
 		out = append(out, custody.PublicKey{KID: k.kid, Alg: "EdDSA", Key: append(ed25519.PublicKey(nil), k.pub...), State: k.state, CreatedAt: k.created, StateSince: k.since})
