@@ -420,7 +420,7 @@ func TestAuditTrail(t *testing.T) {
 	}
 }
 
-func readSink(t *testing.T, path string) []auditfile.Record {
+func readSink(t testing.TB, path string) []auditfile.Record {
 	t.Helper()
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {

@@ -112,7 +112,7 @@ func fastDelivery(c *core.Config) {
 }
 
 // eventually polls cond for up to 15s.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
