@@ -85,6 +85,39 @@ func (s adminServer) GetJWKS(ctx context.Context, _ *pb.GetJWKSRequest) (*pb.Get
 	return out, nil
 }
 
+func (s adminServer) ListKeys(ctx context.Context, _ *pb.ListKeysRequest) (*pb.ListKeysResponse, error) {
+	keys, err := s.svc.ListKeys(ctx, caller(ctx))
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ListKeysResponse{Keys: make([]*pb.SigningKey, 0, len(keys))}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, &pb.SigningKey{
+			Kid: k.KID, State: string(k.State), CreatedAt: preciseTime(k.CreatedAt),
+			StateSince: preciseTime(keySince(k)), Jwk: viewJWK(k),
+		})
+	}
+	return out, nil
+}
+
+func (s adminServer) RotateKeys(ctx context.Context, req *pb.RotateKeysRequest) (*pb.RotateKeysResponse, error) {
+	res, err := s.svc.RotateKeys(ctx, caller(ctx), req.Emergency)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.RotateKeysResponse{
+		Keys:          make([]*pb.KeyState, 0, len(res.Keys)),
+		ActivatesAt:   preciseTime(res.ActivatesAt),
+		RevokedTokens: int32(min(res.Revoked, math.MaxInt32)),
+	}
+	for _, k := range res.Keys {
+		out.Keys = append(out.Keys, &pb.KeyState{
+			Kid: k.KID, State: string(k.State), CreatedAt: preciseTime(k.CreatedAt), StateSince: preciseTime(keySince(k)),
+		})
+	}
+	return out, nil
+}
+
 // ---- AuthService ----
 
 type authServer struct {
@@ -377,6 +410,27 @@ func (s auditServer) ListEvents(ctx context.Context, req *pb.ListEventsRequest) 
 	out := &pb.ListEventsResponse{Events: make([]*pb.AuditEvent, 0, len(page.Events)), NextCursor: page.NextCursor}
 	for _, e := range page.Events {
 		out.Events = append(out.Events, viewEvent(e))
+	}
+	return out, nil
+}
+
+func (s auditServer) ReadChain(ctx context.Context, req *pb.ReadChainRequest) (*pb.ReadChainResponse, error) {
+	limit, err := pageLimit(req.Limit)
+	if err != nil {
+		return nil, err
+	}
+	if req.AfterSeq < 0 {
+		return nil, invalidArg("after_seq must be a non-negative integer")
+	}
+	evs, err := s.svc.ReadChain(ctx, caller(ctx), req.AfterSeq, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := &pb.ReadChainResponse{Events: make([]*pb.AuditEvent, 0, len(evs))}
+	for _, e := range evs {
+		v := viewEvent(e)
+		v.Time = e.Time.UTC().Format(time.RFC3339Nano)
+		out.Events = append(out.Events, v)
 	}
 	return out, nil
 }

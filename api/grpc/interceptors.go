@@ -44,6 +44,8 @@ var methodRules = map[string]rule{
 	pb.AdminService_Ready_FullMethodName:        {access: public},
 	pb.AdminService_GetPublicKey_FullMethodName: {access: public},
 	pb.AdminService_GetJWKS_FullMethodName:      {access: public},
+	pb.AdminService_ListKeys_FullMethodName:     {access: admin},
+	pb.AdminService_RotateKeys_FullMethodName:   {access: admin},
 
 	pb.AuthService_Login_FullMethodName:          {access: public, password: true},
 	pb.AuthService_Logout_FullMethodName:         {access: authed},
@@ -71,6 +73,7 @@ var methodRules = map[string]rule{
 	pb.CredentialService_SetPGCreds_FullMethodName: {access: admin},
 
 	pb.AuditService_ListEvents_FullMethodName: {access: admin},
+	pb.AuditService_ReadChain_FullMethodName:  {access: admin},
 
 	healthpb.Health_Check_FullMethodName: {access: public},
 	healthpb.Health_List_FullMethodName:  {access: public},

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -332,8 +333,12 @@ var volatile = map[string]bool{
 	"id": true, "token": true, "expires_at": true, "created_at": true, "updated_at": true,
 	"jti": true, "sub": true, "secret": true, "otpauth_uri": true, "x": true, "kid": true,
 	"time": true, "actor_id": true, "account_id": true, "next_cursor": true, "ip": true,
-	"request_id": true,
+	"request_id": true, "prev_hash": true, "hash": true, "state_since": true, "activates_at": true,
 }
+
+// int64Fields are the int64 fields of the responses compared: protojson
+// writes them as JSON strings, REST as numbers.
+var int64Fields = map[string]bool{"seq": true}
 
 var uuidRE = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`)
 
@@ -350,6 +355,11 @@ func (in *instance) normalize(v any) any {
 		case string:
 			if x == "" {
 				return nil
+			}
+			if int64Fields[key] {
+				if n, err := strconv.ParseInt(x, 10, 64); err == nil {
+					return float64(n)
+				}
 			}
 			if n, ok := names[x]; ok {
 				return n

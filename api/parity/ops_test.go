@@ -73,4 +73,8 @@ var ops = map[string]op{
 		}},
 
 	"audit": {method: http.MethodGet, path: "/v1/audit", query: true, rpc: pb.AuditService_ListEvents_FullMethodName, newReq: msg[pb.ListEventsRequest](), newResp: msg[pb.ListEventsResponse]()},
+	"chain": {method: http.MethodGet, path: "/v1/audit/chain", query: true, rpc: pb.AuditService_ReadChain_FullMethodName, newReq: msg[pb.ReadChainRequest](), newResp: msg[pb.ReadChainResponse]()},
+
+	"keys":   {method: http.MethodGet, path: "/v1/keys", rpc: pb.AdminService_ListKeys_FullMethodName, newReq: msg[pb.ListKeysRequest](), newResp: msg[pb.ListKeysResponse]()},
+	"rotate": {method: http.MethodPost, path: "/v1/keys/rotate", rpc: pb.AdminService_RotateKeys_FullMethodName, newReq: msg[pb.RotateKeysRequest](), newResp: msg[pb.RotateKeysResponse]()},
 }

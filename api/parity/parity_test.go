@@ -205,6 +205,32 @@ var scenarios = []scenario{
 	{name: "audit bad since", steps: []step{s("audit", "admin", A{"since": "yesterday"}, "invalid_request")}},
 	{name: "audit bad limit", steps: []step{s("audit", "admin", A{"limit": 1000}, "invalid_request")}},
 	{name: "audit by a non-admin", steps: []step{s("audit", "alice", nil, "forbidden")}},
+
+	// The audit chain, for verification.
+	{name: "audit chain", steps: []step{
+		s("login", "", A{"username": "alice", "password": "wrong password!"}, "invalid_credentials"),
+		s("chain", "admin", nil, ""),
+		s("chain", "admin", A{"after_seq": 2, "limit": 2}, ""),
+		s("chain", "admin", A{"after_seq": 1000000}, ""),
+	}, events: []string{"login_failure/failure"}},
+	{name: "audit chain bad after_seq", steps: []step{s("chain", "admin", A{"after_seq": -1}, "invalid_request")}},
+	{name: "audit chain bad limit", steps: []step{s("chain", "admin", A{"limit": 501}, "invalid_request")}},
+	{name: "audit chain by a non-admin", steps: []step{s("chain", "alice", nil, "forbidden")}},
+
+	// Signing keys.
+	{name: "keys", steps: []step{s("keys", "admin", nil, "")}},
+	{name: "keys by a non-admin", steps: []step{s("keys", "alice", nil, "forbidden")}},
+	{name: "keys without a token", steps: []step{s("keys", "", nil, "unauthorized")}},
+	{name: "rotate", steps: []step{
+		s("rotate", "admin", A{}, ""),
+		s("rotate", "admin", A{"emergency": false}, ""),
+		s("keys", "admin", nil, ""),
+	}, events: []string{"key_rotation/success"}},
+	{name: "rotate emergency", steps: []step{
+		s("rotate", "admin", A{"emergency": true}, ""),
+		s("keys", "admin", nil, "unauthorized"),
+	}, events: []string{"key_rotation/success", "token_revoke/success", "token_revoke/success", "key_rotation/success"}},
+	{name: "rotate by a non-admin", steps: []step{s("rotate", "alice", A{}, "forbidden")}},
 }
 
 // run is what one transport did in one scenario.

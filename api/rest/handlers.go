@@ -517,6 +517,45 @@ func (s *Server) listAudit(c *gin.Context) {
 	c.JSON(http.StatusOK, body)
 }
 
+func (s *Server) readChain(c *gin.Context) {
+	limit, ok := queryLimit(c)
+	if !ok {
+		return
+	}
+	var after int64
+	if v := c.Query("after_seq"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			badRequest(c, "after_seq must be a non-negative integer")
+			return
+		}
+		after = n
+	}
+	evs, err := s.svc.ReadChain(c.Request.Context(), caller(c), after, limit)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := make([]eventView, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, viewChainEvent(e))
+	}
+	c.JSON(http.StatusOK, gin.H{"events": out})
+}
+
+func (s *Server) listKeys(c *gin.Context) {
+	keys, err := s.svc.ListKeys(c.Request.Context(), caller(c))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	out := make([]signingKeyView, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, viewSigningKey(k))
+	}
+	c.JSON(http.StatusOK, gin.H{"keys": out})
+}
+
 type rotateRequest struct {
 	Emergency bool `json:"emergency"`
 }

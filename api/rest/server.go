@@ -103,6 +103,8 @@ func New(svc *core.Service, cfg Config) (*Server, error) {
 	admin.GET("/accounts/:id/pgcreds", s.getPGCreds)
 	admin.PUT("/accounts/:id/pgcreds", s.setPGCreds)
 	admin.GET("/audit", s.listAudit)
+	admin.GET("/audit/chain", s.readChain)
+	admin.GET("/keys", s.listKeys)
 	admin.POST("/keys/rotate", s.rotateKeys)
 	return s, nil
 }

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"encoding/base64"
+	"encoding/hex"
 	"time"
 
 	"github.com/metacircular/mcias/core"
@@ -74,6 +75,7 @@ func viewJWK(k custody.PublicKey) jwkView {
 }
 
 type eventView struct {
+	Seq       int64             `json:"seq,omitempty"`
 	ID        string            `json:"id"`
 	Time      string            `json:"time"`
 	Type      string            `json:"type"`
@@ -83,6 +85,10 @@ type eventView struct {
 	RequestID string            `json:"request_id"`
 	Outcome   string            `json:"outcome"`
 	Details   map[string]string `json:"details"`
+	// PrevHash and Hash link the event into the audit chain (hex); empty
+	// only from a storage backend that does not chain.
+	PrevHash string `json:"prev_hash,omitempty"`
+	Hash     string `json:"hash,omitempty"`
 }
 
 func viewEvent(e audit.Event) eventView {
@@ -91,10 +97,36 @@ func viewEvent(e audit.Event) eventView {
 		d = map[string]string{}
 	}
 	return eventView{
-		ID: e.ID, Time: rfc3339(e.Time), Type: string(e.Type),
+		Seq: e.Seq, ID: e.ID, Time: rfc3339(e.Time), Type: string(e.Type),
 		ActorID: e.ActorID, AccountID: e.AccountID, IP: e.IP,
 		RequestID: e.RequestID, Outcome: string(e.Outcome), Details: d,
+		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash),
 	}
+}
+
+// viewChainEvent is an event as the chain endpoint returns it: its time
+// to the microsecond, which the chain hash covers (audit.ChainHash).
+func viewChainEvent(e audit.Event) eventView {
+	v := viewEvent(e)
+	v.Time = e.Time.UTC().Format(time.RFC3339Nano)
+	return v
+}
+
+// signingKeyView is a key of GET /v1/keys: its state and its JWK.
+type signingKeyView struct {
+	Kid        string    `json:"kid"`
+	State      string    `json:"state"`
+	CreatedAt  time.Time `json:"created_at"`
+	StateSince time.Time `json:"state_since"`
+	JWK        jwkView   `json:"jwk"`
+}
+
+func viewSigningKey(k custody.PublicKey) signingKeyView {
+	since := k.StateSince
+	if since.IsZero() {
+		since = k.CreatedAt
+	}
+	return signingKeyView{Kid: k.KID, State: string(k.State), CreatedAt: k.CreatedAt.UTC(), StateSince: since.UTC(), JWK: viewJWK(k)}
 }
 
 type pgcredsView struct {

@@ -109,3 +109,13 @@ func (w *supervisedCustodian) ImportRetiringKey(ctx context.Context, pub custody
 		return im.ImportRetiringKey(ctx, pub, at)
 	})
 }
+
+func (w *supervisedCustodian) AllPublicKeys(ctx context.Context) ([]custody.PublicKey, error) {
+	return call(w.s, ctx, func(ctx context.Context, b custody.Custodian) ([]custody.PublicKey, error) {
+		h, ok := b.(custody.KeyHistory)
+		if !ok {
+			return nil, fmt.Errorf("pluginhost: custodian keeps no retired keys: %w", sdk.ErrNotImplemented)
+		}
+		return h.AllPublicKeys(ctx)
+	})
+}

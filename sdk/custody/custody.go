@@ -95,6 +95,16 @@ type Rotator interface {
 	RetireKey(ctx context.Context, kid string, at time.Time) error
 }
 
+// KeyHistory is the optional capability of custodians that keep the
+// public half of retired keys. Audit checkpoints are signed with the
+// signing key of their day; verifying an old checkpoint needs that key
+// after it retired, so the admin key listing includes these.
+type KeyHistory interface {
+	// AllPublicKeys lists every key the custodian has held, retired ones
+	// included, in no particular order.
+	AllPublicKeys(ctx context.Context) ([]PublicKey, error)
+}
+
 // KeyImporter is the optional capability of custodians that can publish
 // another custodian's public key, for moving a deployment between
 // custodians without invalidating its tokens: the old keys are imported

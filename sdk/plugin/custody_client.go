@@ -18,6 +18,7 @@ var (
 	_ custody.Custodian   = (*custodyClient)(nil)
 	_ custody.Rotator     = (*custodyClient)(nil)
 	_ custody.KeyImporter = (*custodyClient)(nil)
+	_ custody.KeyHistory  = (*custodyClient)(nil)
 )
 
 func (c *custodyClient) open(ctx context.Context, uri string) error {
@@ -101,4 +102,14 @@ func (c *custodyClient) RetireKey(ctx context.Context, kid string, at time.Time)
 func (c *custodyClient) ImportRetiringKey(ctx context.Context, pub custody.PublicKey, at time.Time) error {
 	_, err := c.c.ImportRetiringKey(ctx, &custodyv1.ImportRetiringKeyRequest{Key: publicKeyToPB(pub), At: custodyTimeToPB(at)})
 	return fromStatus("custody plugin: import retiring key", err)
+}
+
+// AllPublicKeys implements custody.KeyHistory; a plugin whose custodian
+// keeps no retired keys answers sdk.ErrNotImplemented.
+func (c *custodyClient) AllPublicKeys(ctx context.Context) ([]custody.PublicKey, error) {
+	resp, err := c.c.AllPublicKeys(ctx, &custodyv1.AllPublicKeysRequest{})
+	if err != nil {
+		return nil, fromStatus("custody plugin: all public keys", err)
+	}
+	return publicKeysFromPB(resp.GetKeys()), nil
 }

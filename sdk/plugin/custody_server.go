@@ -159,3 +159,19 @@ func (s *custodyServer) ImportRetiringKey(ctx context.Context, req *custodyv1.Im
 	}
 	return &custodyv1.ImportRetiringKeyResponse{}, nil
 }
+
+func (s *custodyServer) AllPublicKeys(ctx context.Context, _ *custodyv1.AllPublicKeysRequest) (*custodyv1.AllPublicKeysResponse, error) {
+	c, err := s.cust.get()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	h, ok := c.(custody.KeyHistory)
+	if !ok {
+		return nil, toStatus(fmt.Errorf("custody plugin: this custodian keeps no retired keys: %w", sdk.ErrNotImplemented))
+	}
+	keys, err := h.AllPublicKeys(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &custodyv1.AllPublicKeysResponse{Keys: publicKeysToPB(keys)}, nil
+}

@@ -670,6 +670,337 @@ func (x *GetJWKSResponse) GetKeys() []*JWK {
 	return nil
 }
 
+type ListKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysRequest) Reset() {
+	*x = ListKeysRequest{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysRequest) ProtoMessage() {}
+
+func (x *ListKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListKeysRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
+}
+
+// SigningKey is a key of ListKeys. Times here are RFC 3339 with
+// fractional seconds when they have them, as REST's.
+type SigningKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"` // "next", "active", "retiring" or "retired"
+	CreatedAt     string                 `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StateSince    string                 `protobuf:"bytes,4,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
+	Jwk           *JWK                   `protobuf:"bytes,5,opt,name=jwk,proto3" json:"jwk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SigningKey) Reset() {
+	*x = SigningKey{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SigningKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SigningKey) ProtoMessage() {}
+
+func (x *SigningKey) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SigningKey.ProtoReflect.Descriptor instead.
+func (*SigningKey) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *SigningKey) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *SigningKey) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *SigningKey) GetCreatedAt() string {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return ""
+}
+
+func (x *SigningKey) GetStateSince() string {
+	if x != nil {
+		return x.StateSince
+	}
+	return ""
+}
+
+func (x *SigningKey) GetJwk() *JWK {
+	if x != nil {
+		return x.Jwk
+	}
+	return nil
+}
+
+type ListKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*SigningKey          `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"` // active first
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListKeysResponse) Reset() {
+	*x = ListKeysResponse{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListKeysResponse) ProtoMessage() {}
+
+func (x *ListKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListKeysResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListKeysResponse) GetKeys() []*SigningKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type RotateKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Retire the active key at once and revoke every token it signed.
+	Emergency     bool `protobuf:"varint,1,opt,name=emergency,proto3" json:"emergency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeysRequest) Reset() {
+	*x = RotateKeysRequest{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeysRequest) ProtoMessage() {}
+
+func (x *RotateKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeysRequest.ProtoReflect.Descriptor instead.
+func (*RotateKeysRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RotateKeysRequest) GetEmergency() bool {
+	if x != nil {
+		return x.Emergency
+	}
+	return false
+}
+
+type KeyState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kid           string                 `protobuf:"bytes,1,opt,name=kid,proto3" json:"kid,omitempty"`
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	CreatedAt     string                 `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	StateSince    string                 `protobuf:"bytes,4,opt,name=state_since,json=stateSince,proto3" json:"state_since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyState) Reset() {
+	*x = KeyState{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyState) ProtoMessage() {}
+
+func (x *KeyState) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyState.ProtoReflect.Descriptor instead.
+func (*KeyState) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KeyState) GetKid() string {
+	if x != nil {
+		return x.Kid
+	}
+	return ""
+}
+
+func (x *KeyState) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *KeyState) GetCreatedAt() string {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return ""
+}
+
+func (x *KeyState) GetStateSince() string {
+	if x != nil {
+		return x.StateSince
+	}
+	return ""
+}
+
+type RotateKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*KeyState            `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`                                         // the published keys after it, active first
+	ActivatesAt   string                 `protobuf:"bytes,2,opt,name=activates_at,json=activatesAt,proto3" json:"activates_at,omitempty"`        // normal rotation: when the next key signs
+	RevokedTokens int32                  `protobuf:"varint,3,opt,name=revoked_tokens,json=revokedTokens,proto3" json:"revoked_tokens,omitempty"` // emergency rotation
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateKeysResponse) Reset() {
+	*x = RotateKeysResponse{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateKeysResponse) ProtoMessage() {}
+
+func (x *RotateKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateKeysResponse.ProtoReflect.Descriptor instead.
+func (*RotateKeysResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RotateKeysResponse) GetKeys() []*KeyState {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *RotateKeysResponse) GetActivatesAt() string {
+	if x != nil {
+		return x.ActivatesAt
+	}
+	return ""
+}
+
+func (x *RotateKeysResponse) GetRevokedTokens() int32 {
+	if x != nil {
+		return x.RevokedTokens
+	}
+	return 0
+}
+
 type LoginRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
@@ -681,7 +1012,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -693,7 +1024,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[11]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -706,7 +1037,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{11}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LoginRequest) GetUsername() string {
@@ -740,7 +1071,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -752,7 +1083,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[12]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -765,7 +1096,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{12}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LoginResponse) GetToken() string {
@@ -790,7 +1121,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +1133,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[13]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +1146,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{13}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
 }
 
 type LogoutResponse struct {
@@ -826,7 +1157,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +1169,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[14]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +1182,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{14}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
 }
 
 type RenewRequest struct {
@@ -862,7 +1193,7 @@ type RenewRequest struct {
 
 func (x *RenewRequest) Reset() {
 	*x = RenewRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1205,7 @@ func (x *RenewRequest) String() string {
 func (*RenewRequest) ProtoMessage() {}
 
 func (x *RenewRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[15]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1218,7 @@ func (x *RenewRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewRequest.ProtoReflect.Descriptor instead.
 func (*RenewRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{15}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
 }
 
 type RenewResponse struct {
@@ -900,7 +1231,7 @@ type RenewResponse struct {
 
 func (x *RenewResponse) Reset() {
 	*x = RenewResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -912,7 +1243,7 @@ func (x *RenewResponse) String() string {
 func (*RenewResponse) ProtoMessage() {}
 
 func (x *RenewResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[16]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -925,7 +1256,7 @@ func (x *RenewResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RenewResponse.ProtoReflect.Descriptor instead.
 func (*RenewResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{16}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RenewResponse) GetToken() string {
@@ -950,7 +1281,7 @@ type MeRequest struct {
 
 func (x *MeRequest) Reset() {
 	*x = MeRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -962,7 +1293,7 @@ func (x *MeRequest) String() string {
 func (*MeRequest) ProtoMessage() {}
 
 func (x *MeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[17]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -975,7 +1306,7 @@ func (x *MeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MeRequest.ProtoReflect.Descriptor instead.
 func (*MeRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{17}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
 }
 
 type Account struct {
@@ -994,7 +1325,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1337,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[18]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1350,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{18}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Account) GetId() string {
@@ -1088,7 +1419,7 @@ type ChangePasswordRequest struct {
 
 func (x *ChangePasswordRequest) Reset() {
 	*x = ChangePasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1431,7 @@ func (x *ChangePasswordRequest) String() string {
 func (*ChangePasswordRequest) ProtoMessage() {}
 
 func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[19]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1444,7 @@ func (x *ChangePasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordRequest.ProtoReflect.Descriptor instead.
 func (*ChangePasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{19}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ChangePasswordRequest) GetCurrentPassword() string {
@@ -1138,7 +1469,7 @@ type ChangePasswordResponse struct {
 
 func (x *ChangePasswordResponse) Reset() {
 	*x = ChangePasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1150,7 +1481,7 @@ func (x *ChangePasswordResponse) String() string {
 func (*ChangePasswordResponse) ProtoMessage() {}
 
 func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[20]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1163,7 +1494,7 @@ func (x *ChangePasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChangePasswordResponse.ProtoReflect.Descriptor instead.
 func (*ChangePasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{20}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
 }
 
 type EnrollTOTPRequest struct {
@@ -1174,7 +1505,7 @@ type EnrollTOTPRequest struct {
 
 func (x *EnrollTOTPRequest) Reset() {
 	*x = EnrollTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1517,7 @@ func (x *EnrollTOTPRequest) String() string {
 func (*EnrollTOTPRequest) ProtoMessage() {}
 
 func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[21]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1530,7 @@ func (x *EnrollTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPRequest.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{21}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
 }
 
 type EnrollTOTPResponse struct {
@@ -1212,7 +1543,7 @@ type EnrollTOTPResponse struct {
 
 func (x *EnrollTOTPResponse) Reset() {
 	*x = EnrollTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1555,7 @@ func (x *EnrollTOTPResponse) String() string {
 func (*EnrollTOTPResponse) ProtoMessage() {}
 
 func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[22]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1568,7 @@ func (x *EnrollTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrollTOTPResponse.ProtoReflect.Descriptor instead.
 func (*EnrollTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{22}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EnrollTOTPResponse) GetSecret() string {
@@ -1263,7 +1594,7 @@ type ConfirmTOTPRequest struct {
 
 func (x *ConfirmTOTPRequest) Reset() {
 	*x = ConfirmTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1606,7 @@ func (x *ConfirmTOTPRequest) String() string {
 func (*ConfirmTOTPRequest) ProtoMessage() {}
 
 func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[23]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1619,7 @@ func (x *ConfirmTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPRequest.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{23}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ConfirmTOTPRequest) GetCode() string {
@@ -1306,7 +1637,7 @@ type ConfirmTOTPResponse struct {
 
 func (x *ConfirmTOTPResponse) Reset() {
 	*x = ConfirmTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1649,7 @@ func (x *ConfirmTOTPResponse) String() string {
 func (*ConfirmTOTPResponse) ProtoMessage() {}
 
 func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[24]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1662,7 @@ func (x *ConfirmTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfirmTOTPResponse.ProtoReflect.Descriptor instead.
 func (*ConfirmTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{24}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
 }
 
 type RemoveTOTPRequest struct {
@@ -1343,7 +1674,7 @@ type RemoveTOTPRequest struct {
 
 func (x *RemoveTOTPRequest) Reset() {
 	*x = RemoveTOTPRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1355,7 +1686,7 @@ func (x *RemoveTOTPRequest) String() string {
 func (*RemoveTOTPRequest) ProtoMessage() {}
 
 func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[25]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1368,7 +1699,7 @@ func (x *RemoveTOTPRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPRequest.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{25}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveTOTPRequest) GetAccountId() string {
@@ -1386,7 +1717,7 @@ type RemoveTOTPResponse struct {
 
 func (x *RemoveTOTPResponse) Reset() {
 	*x = RemoveTOTPResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1729,7 @@ func (x *RemoveTOTPResponse) String() string {
 func (*RemoveTOTPResponse) ProtoMessage() {}
 
 func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[26]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1742,7 @@ func (x *RemoveTOTPResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveTOTPResponse.ProtoReflect.Descriptor instead.
 func (*RemoveTOTPResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{26}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
 }
 
 type ValidateTokenRequest struct {
@@ -1424,7 +1755,7 @@ type ValidateTokenRequest struct {
 
 func (x *ValidateTokenRequest) Reset() {
 	*x = ValidateTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1436,7 +1767,7 @@ func (x *ValidateTokenRequest) String() string {
 func (*ValidateTokenRequest) ProtoMessage() {}
 
 func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[27]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1449,7 +1780,7 @@ func (x *ValidateTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenRequest.ProtoReflect.Descriptor instead.
 func (*ValidateTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{27}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ValidateTokenRequest) GetToken() string {
@@ -1482,7 +1813,7 @@ type ValidateTokenResponse struct {
 
 func (x *ValidateTokenResponse) Reset() {
 	*x = ValidateTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1494,7 +1825,7 @@ func (x *ValidateTokenResponse) String() string {
 func (*ValidateTokenResponse) ProtoMessage() {}
 
 func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[28]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1507,7 +1838,7 @@ func (x *ValidateTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidateTokenResponse.ProtoReflect.Descriptor instead.
 func (*ValidateTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{28}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ValidateTokenResponse) GetValid() bool {
@@ -1571,7 +1902,7 @@ type IssueServiceTokenRequest struct {
 
 func (x *IssueServiceTokenRequest) Reset() {
 	*x = IssueServiceTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1583,7 +1914,7 @@ func (x *IssueServiceTokenRequest) String() string {
 func (*IssueServiceTokenRequest) ProtoMessage() {}
 
 func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[29]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1596,7 +1927,7 @@ func (x *IssueServiceTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenRequest.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{29}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *IssueServiceTokenRequest) GetAccountId() string {
@@ -1630,7 +1961,7 @@ type IssueServiceTokenResponse struct {
 
 func (x *IssueServiceTokenResponse) Reset() {
 	*x = IssueServiceTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1642,7 +1973,7 @@ func (x *IssueServiceTokenResponse) String() string {
 func (*IssueServiceTokenResponse) ProtoMessage() {}
 
 func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[30]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1655,7 +1986,7 @@ func (x *IssueServiceTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IssueServiceTokenResponse.ProtoReflect.Descriptor instead.
 func (*IssueServiceTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{30}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *IssueServiceTokenResponse) GetToken() string {
@@ -1681,7 +2012,7 @@ type RevokeTokenRequest struct {
 
 func (x *RevokeTokenRequest) Reset() {
 	*x = RevokeTokenRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +2024,7 @@ func (x *RevokeTokenRequest) String() string {
 func (*RevokeTokenRequest) ProtoMessage() {}
 
 func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[31]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,7 +2037,7 @@ func (x *RevokeTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenRequest.ProtoReflect.Descriptor instead.
 func (*RevokeTokenRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{31}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RevokeTokenRequest) GetJti() string {
@@ -1724,7 +2055,7 @@ type RevokeTokenResponse struct {
 
 func (x *RevokeTokenResponse) Reset() {
 	*x = RevokeTokenResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2067,7 @@ func (x *RevokeTokenResponse) String() string {
 func (*RevokeTokenResponse) ProtoMessage() {}
 
 func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[32]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2080,7 @@ func (x *RevokeTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeTokenResponse.ProtoReflect.Descriptor instead.
 func (*RevokeTokenResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{32}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
 }
 
 type ListAccountsRequest struct {
@@ -1765,7 +2096,7 @@ type ListAccountsRequest struct {
 
 func (x *ListAccountsRequest) Reset() {
 	*x = ListAccountsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1777,7 +2108,7 @@ func (x *ListAccountsRequest) String() string {
 func (*ListAccountsRequest) ProtoMessage() {}
 
 func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[33]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1790,7 +2121,7 @@ func (x *ListAccountsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsRequest.ProtoReflect.Descriptor instead.
 func (*ListAccountsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{33}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListAccountsRequest) GetType() string {
@@ -1838,7 +2169,7 @@ type ListAccountsResponse struct {
 
 func (x *ListAccountsResponse) Reset() {
 	*x = ListAccountsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +2181,7 @@ func (x *ListAccountsResponse) String() string {
 func (*ListAccountsResponse) ProtoMessage() {}
 
 func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[34]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2194,7 @@ func (x *ListAccountsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAccountsResponse.ProtoReflect.Descriptor instead.
 func (*ListAccountsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{34}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListAccountsResponse) GetAccounts() []*Account {
@@ -1891,7 +2222,7 @@ type CreateAccountRequest struct {
 
 func (x *CreateAccountRequest) Reset() {
 	*x = CreateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2234,7 @@ func (x *CreateAccountRequest) String() string {
 func (*CreateAccountRequest) ProtoMessage() {}
 
 func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[35]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2247,7 @@ func (x *CreateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAccountRequest.ProtoReflect.Descriptor instead.
 func (*CreateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{35}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *CreateAccountRequest) GetUsername() string {
@@ -1949,7 +2280,7 @@ type GetAccountRequest struct {
 
 func (x *GetAccountRequest) Reset() {
 	*x = GetAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2292,7 @@ func (x *GetAccountRequest) String() string {
 func (*GetAccountRequest) ProtoMessage() {}
 
 func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[36]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2305,7 @@ func (x *GetAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAccountRequest.ProtoReflect.Descriptor instead.
 func (*GetAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{36}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetAccountRequest) GetId() string {
@@ -1994,7 +2325,7 @@ type UpdateAccountRequest struct {
 
 func (x *UpdateAccountRequest) Reset() {
 	*x = UpdateAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2006,7 +2337,7 @@ func (x *UpdateAccountRequest) String() string {
 func (*UpdateAccountRequest) ProtoMessage() {}
 
 func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[37]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2019,7 +2350,7 @@ func (x *UpdateAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAccountRequest.ProtoReflect.Descriptor instead.
 func (*UpdateAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{37}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateAccountRequest) GetId() string {
@@ -2045,7 +2376,7 @@ type DeleteAccountRequest struct {
 
 func (x *DeleteAccountRequest) Reset() {
 	*x = DeleteAccountRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2057,7 +2388,7 @@ func (x *DeleteAccountRequest) String() string {
 func (*DeleteAccountRequest) ProtoMessage() {}
 
 func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[38]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2070,7 +2401,7 @@ func (x *DeleteAccountRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAccountRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{38}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *DeleteAccountRequest) GetId() string {
@@ -2088,7 +2419,7 @@ type DeleteAccountResponse struct {
 
 func (x *DeleteAccountResponse) Reset() {
 	*x = DeleteAccountResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2431,7 @@ func (x *DeleteAccountResponse) String() string {
 func (*DeleteAccountResponse) ProtoMessage() {}
 
 func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[39]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2444,7 @@ func (x *DeleteAccountResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAccountResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAccountResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{39}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
 }
 
 type SetPasswordRequest struct {
@@ -2126,7 +2457,7 @@ type SetPasswordRequest struct {
 
 func (x *SetPasswordRequest) Reset() {
 	*x = SetPasswordRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2469,7 @@ func (x *SetPasswordRequest) String() string {
 func (*SetPasswordRequest) ProtoMessage() {}
 
 func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[40]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2482,7 @@ func (x *SetPasswordRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordRequest.ProtoReflect.Descriptor instead.
 func (*SetPasswordRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{40}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SetPasswordRequest) GetId() string {
@@ -2176,7 +2507,7 @@ type SetPasswordResponse struct {
 
 func (x *SetPasswordResponse) Reset() {
 	*x = SetPasswordResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2519,7 @@ func (x *SetPasswordResponse) String() string {
 func (*SetPasswordResponse) ProtoMessage() {}
 
 func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[41]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2532,7 @@ func (x *SetPasswordResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPasswordResponse.ProtoReflect.Descriptor instead.
 func (*SetPasswordResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{41}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
 }
 
 type GetRolesRequest struct {
@@ -2213,7 +2544,7 @@ type GetRolesRequest struct {
 
 func (x *GetRolesRequest) Reset() {
 	*x = GetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2225,7 +2556,7 @@ func (x *GetRolesRequest) String() string {
 func (*GetRolesRequest) ProtoMessage() {}
 
 func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[42]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2238,7 +2569,7 @@ func (x *GetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRolesRequest.ProtoReflect.Descriptor instead.
 func (*GetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{42}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *GetRolesRequest) GetId() string {
@@ -2258,7 +2589,7 @@ type SetRolesRequest struct {
 
 func (x *SetRolesRequest) Reset() {
 	*x = SetRolesRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2270,7 +2601,7 @@ func (x *SetRolesRequest) String() string {
 func (*SetRolesRequest) ProtoMessage() {}
 
 func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[43]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2283,7 +2614,7 @@ func (x *SetRolesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRolesRequest.ProtoReflect.Descriptor instead.
 func (*SetRolesRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{43}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *SetRolesRequest) GetId() string {
@@ -2309,7 +2640,7 @@ type Roles struct {
 
 func (x *Roles) Reset() {
 	*x = Roles{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2321,7 +2652,7 @@ func (x *Roles) String() string {
 func (*Roles) ProtoMessage() {}
 
 func (x *Roles) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[44]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2334,7 +2665,7 @@ func (x *Roles) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Roles.ProtoReflect.Descriptor instead.
 func (*Roles) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{44}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Roles) GetRoles() []string {
@@ -2357,7 +2688,7 @@ type PGCreds struct {
 
 func (x *PGCreds) Reset() {
 	*x = PGCreds{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2369,7 +2700,7 @@ func (x *PGCreds) String() string {
 func (*PGCreds) ProtoMessage() {}
 
 func (x *PGCreds) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[45]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2382,7 +2713,7 @@ func (x *PGCreds) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PGCreds.ProtoReflect.Descriptor instead.
 func (*PGCreds) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{45}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PGCreds) GetHost() string {
@@ -2429,7 +2760,7 @@ type GetPGCredsRequest struct {
 
 func (x *GetPGCredsRequest) Reset() {
 	*x = GetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2441,7 +2772,7 @@ func (x *GetPGCredsRequest) String() string {
 func (*GetPGCredsRequest) ProtoMessage() {}
 
 func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[46]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2454,7 +2785,7 @@ func (x *GetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*GetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{46}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *GetPGCredsRequest) GetAccountId() string {
@@ -2474,7 +2805,7 @@ type SetPGCredsRequest struct {
 
 func (x *SetPGCredsRequest) Reset() {
 	*x = SetPGCredsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2817,7 @@ func (x *SetPGCredsRequest) String() string {
 func (*SetPGCredsRequest) ProtoMessage() {}
 
 func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[47]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2830,7 @@ func (x *SetPGCredsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsRequest.ProtoReflect.Descriptor instead.
 func (*SetPGCredsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{47}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *SetPGCredsRequest) GetAccountId() string {
@@ -2524,7 +2855,7 @@ type SetPGCredsResponse struct {
 
 func (x *SetPGCredsResponse) Reset() {
 	*x = SetPGCredsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2536,7 +2867,7 @@ func (x *SetPGCredsResponse) String() string {
 func (*SetPGCredsResponse) ProtoMessage() {}
 
 func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[48]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2549,7 +2880,7 @@ func (x *SetPGCredsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPGCredsResponse.ProtoReflect.Descriptor instead.
 func (*SetPGCredsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{48}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{54}
 }
 
 type ListEventsRequest struct {
@@ -2565,7 +2896,7 @@ type ListEventsRequest struct {
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2577,7 +2908,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[49]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2590,7 +2921,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{49}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ListEventsRequest) GetType() string {
@@ -2639,13 +2970,16 @@ type AuditEvent struct {
 	RequestId     string                 `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Outcome       string                 `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"` // "success" or "failure"
 	Details       map[string]string      `protobuf:"bytes,9,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Seq           int64                  `protobuf:"varint,10,opt,name=seq,proto3" json:"seq,omitempty"`
+	PrevHash      string                 `protobuf:"bytes,11,opt,name=prev_hash,json=prevHash,proto3" json:"prev_hash,omitempty"` // hex
+	Hash          string                 `protobuf:"bytes,12,opt,name=hash,proto3" json:"hash,omitempty"`                         // hex
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AuditEvent) Reset() {
 	*x = AuditEvent{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2657,7 +2991,7 @@ func (x *AuditEvent) String() string {
 func (*AuditEvent) ProtoMessage() {}
 
 func (x *AuditEvent) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[50]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2670,7 +3004,7 @@ func (x *AuditEvent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
 func (*AuditEvent) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{50}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *AuditEvent) GetId() string {
@@ -2736,6 +3070,27 @@ func (x *AuditEvent) GetDetails() map[string]string {
 	return nil
 }
 
+func (x *AuditEvent) GetSeq() int64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetPrevHash() string {
+	if x != nil {
+		return x.PrevHash
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
 type ListEventsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
@@ -2746,7 +3101,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2758,7 +3113,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_mcias_v1_mcias_proto_msgTypes[51]
+	mi := &file_mcias_v1_mcias_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2771,7 +3126,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{51}
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListEventsResponse) GetEvents() []*AuditEvent {
@@ -2786,6 +3141,102 @@ func (x *ListEventsResponse) GetNextCursor() string {
 		return x.NextCursor
 	}
 	return ""
+}
+
+type ReadChainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	AfterSeq      int64                  `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"` // 0: from the first event
+	Limit         int32                  `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`                       // 1..500; 0 means 100
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadChainRequest) Reset() {
+	*x = ReadChainRequest{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadChainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadChainRequest) ProtoMessage() {}
+
+func (x *ReadChainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadChainRequest.ProtoReflect.Descriptor instead.
+func (*ReadChainRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ReadChainRequest) GetAfterSeq() int64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+func (x *ReadChainRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ReadChainResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*AuditEvent          `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"` // ascending seq
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadChainResponse) Reset() {
+	*x = ReadChainResponse{}
+	mi := &file_mcias_v1_mcias_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadChainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadChainResponse) ProtoMessage() {}
+
+func (x *ReadChainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_v1_mcias_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadChainResponse.ProtoReflect.Descriptor instead.
+func (*ReadChainResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_v1_mcias_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ReadChainResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
 }
 
 var File_mcias_v1_mcias_proto protoreflect.FileDescriptor
@@ -2839,7 +3290,32 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"\x03use\x18\x06 \x01(\tR\x03use\"\x10\n" +
 	"\x0eGetJWKSRequest\"4\n" +
 	"\x0fGetJWKSResponse\x12!\n" +
-	"\x04keys\x18\x01 \x03(\v2\r.mcias.v1.JWKR\x04keys\"c\n" +
+	"\x04keys\x18\x01 \x03(\v2\r.mcias.v1.JWKR\x04keys\"\x11\n" +
+	"\x0fListKeysRequest\"\x95\x01\n" +
+	"\n" +
+	"SigningKey\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\tR\tcreatedAt\x12\x1f\n" +
+	"\vstate_since\x18\x04 \x01(\tR\n" +
+	"stateSince\x12\x1f\n" +
+	"\x03jwk\x18\x05 \x01(\v2\r.mcias.v1.JWKR\x03jwk\"<\n" +
+	"\x10ListKeysResponse\x12(\n" +
+	"\x04keys\x18\x01 \x03(\v2\x14.mcias.v1.SigningKeyR\x04keys\"1\n" +
+	"\x11RotateKeysRequest\x12\x1c\n" +
+	"\temergency\x18\x01 \x01(\bR\temergency\"r\n" +
+	"\bKeyState\x12\x10\n" +
+	"\x03kid\x18\x01 \x01(\tR\x03kid\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\tR\tcreatedAt\x12\x1f\n" +
+	"\vstate_since\x18\x04 \x01(\tR\n" +
+	"stateSince\"\x86\x01\n" +
+	"\x12RotateKeysResponse\x12&\n" +
+	"\x04keys\x18\x01 \x03(\v2\x12.mcias.v1.KeyStateR\x04keys\x12!\n" +
+	"\factivates_at\x18\x02 \x01(\tR\vactivatesAt\x12%\n" +
+	"\x0erevoked_tokens\x18\x03 \x01(\x05R\rrevokedTokens\"c\n" +
 	"\fLoginRequest\x12\x1a\n" +
 	"\busername\x18\x01 \x01(\tR\busername\x12\x1a\n" +
 	"\bpassword\x18\x02 \x01(\tR\bpassword\x12\x1b\n" +
@@ -2963,7 +3439,7 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"account_id\x18\x02 \x01(\tR\taccountId\x12\x14\n" +
 	"\x05since\x18\x03 \x01(\tR\x05since\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x05R\x05limit\x12\x16\n" +
-	"\x06cursor\x18\x05 \x01(\tR\x06cursor\"\xc0\x02\n" +
+	"\x06cursor\x18\x05 \x01(\tR\x06cursor\"\x83\x03\n" +
 	"\n" +
 	"AuditEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
@@ -2976,19 +3452,31 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\a \x01(\tR\trequestId\x12\x18\n" +
 	"\aoutcome\x18\b \x01(\tR\aoutcome\x12;\n" +
-	"\adetails\x18\t \x03(\v2!.mcias.v1.AuditEvent.DetailsEntryR\adetails\x1a:\n" +
+	"\adetails\x18\t \x03(\v2!.mcias.v1.AuditEvent.DetailsEntryR\adetails\x12\x10\n" +
+	"\x03seq\x18\n" +
+	" \x01(\x03R\x03seq\x12\x1b\n" +
+	"\tprev_hash\x18\v \x01(\tR\bprevHash\x12\x12\n" +
+	"\x04hash\x18\f \x01(\tR\x04hash\x1a:\n" +
 	"\fDetailsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
 	"\x12ListEventsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.mcias.v1.AuditEventR\x06events\x12\x1f\n" +
 	"\vnext_cursor\x18\x02 \x01(\tR\n" +
-	"nextCursor2\x83\x02\n" +
+	"nextCursor\"E\n" +
+	"\x10ReadChainRequest\x12\x1b\n" +
+	"\tafter_seq\x18\x01 \x01(\x03R\bafterSeq\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x05R\x05limit\"A\n" +
+	"\x11ReadChainResponse\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.mcias.v1.AuditEventR\x06events2\x8f\x03\n" +
 	"\fAdminService\x12;\n" +
 	"\x06Health\x12\x17.mcias.v1.HealthRequest\x1a\x18.mcias.v1.HealthResponse\x128\n" +
 	"\x05Ready\x12\x16.mcias.v1.ReadyRequest\x1a\x17.mcias.v1.ReadyResponse\x12<\n" +
 	"\fGetPublicKey\x12\x1d.mcias.v1.GetPublicKeyRequest\x1a\r.mcias.v1.JWK\x12>\n" +
-	"\aGetJWKS\x12\x18.mcias.v1.GetJWKSRequest\x1a\x19.mcias.v1.GetJWKSResponse2\x9f\x04\n" +
+	"\aGetJWKS\x12\x18.mcias.v1.GetJWKSRequest\x1a\x19.mcias.v1.GetJWKSResponse\x12A\n" +
+	"\bListKeys\x12\x19.mcias.v1.ListKeysRequest\x1a\x1a.mcias.v1.ListKeysResponse\x12G\n" +
+	"\n" +
+	"RotateKeys\x12\x1b.mcias.v1.RotateKeysRequest\x1a\x1c.mcias.v1.RotateKeysResponse2\x9f\x04\n" +
 	"\vAuthService\x128\n" +
 	"\x05Login\x12\x16.mcias.v1.LoginRequest\x1a\x17.mcias.v1.LoginResponse\x12;\n" +
 	"\x06Logout\x12\x17.mcias.v1.LogoutRequest\x1a\x18.mcias.v1.LogoutResponse\x128\n" +
@@ -3017,10 +3505,11 @@ const file_mcias_v1_mcias_proto_rawDesc = "" +
 	"\n" +
 	"GetPGCreds\x12\x1b.mcias.v1.GetPGCredsRequest\x1a\x11.mcias.v1.PGCreds\x12G\n" +
 	"\n" +
-	"SetPGCreds\x12\x1b.mcias.v1.SetPGCredsRequest\x1a\x1c.mcias.v1.SetPGCredsResponse2W\n" +
+	"SetPGCreds\x12\x1b.mcias.v1.SetPGCredsRequest\x1a\x1c.mcias.v1.SetPGCredsResponse2\x9d\x01\n" +
 	"\fAuditService\x12G\n" +
 	"\n" +
-	"ListEvents\x12\x1b.mcias.v1.ListEventsRequest\x1a\x1c.mcias.v1.ListEventsResponseB8Z6github.com/metacircular/mcias/api/grpc/mciasv1;mciasv1b\x06proto3"
+	"ListEvents\x12\x1b.mcias.v1.ListEventsRequest\x1a\x1c.mcias.v1.ListEventsResponse\x12D\n" +
+	"\tReadChain\x12\x1a.mcias.v1.ReadChainRequest\x1a\x1b.mcias.v1.ReadChainResponseB8Z6github.com/metacircular/mcias/api/grpc/mciasv1;mciasv1b\x06proto3"
 
 var (
 	file_mcias_v1_mcias_proto_rawDescOnce sync.Once
@@ -3034,7 +3523,7 @@ func file_mcias_v1_mcias_proto_rawDescGZIP() []byte {
 	return file_mcias_v1_mcias_proto_rawDescData
 }
 
-var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
+var file_mcias_v1_mcias_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_mcias_v1_mcias_proto_goTypes = []any{
 	(*HealthRequest)(nil),             // 0: mcias.v1.HealthRequest
 	(*HealthResponse)(nil),            // 1: mcias.v1.HealthResponse
@@ -3047,117 +3536,135 @@ var file_mcias_v1_mcias_proto_goTypes = []any{
 	(*JWK)(nil),                       // 8: mcias.v1.JWK
 	(*GetJWKSRequest)(nil),            // 9: mcias.v1.GetJWKSRequest
 	(*GetJWKSResponse)(nil),           // 10: mcias.v1.GetJWKSResponse
-	(*LoginRequest)(nil),              // 11: mcias.v1.LoginRequest
-	(*LoginResponse)(nil),             // 12: mcias.v1.LoginResponse
-	(*LogoutRequest)(nil),             // 13: mcias.v1.LogoutRequest
-	(*LogoutResponse)(nil),            // 14: mcias.v1.LogoutResponse
-	(*RenewRequest)(nil),              // 15: mcias.v1.RenewRequest
-	(*RenewResponse)(nil),             // 16: mcias.v1.RenewResponse
-	(*MeRequest)(nil),                 // 17: mcias.v1.MeRequest
-	(*Account)(nil),                   // 18: mcias.v1.Account
-	(*ChangePasswordRequest)(nil),     // 19: mcias.v1.ChangePasswordRequest
-	(*ChangePasswordResponse)(nil),    // 20: mcias.v1.ChangePasswordResponse
-	(*EnrollTOTPRequest)(nil),         // 21: mcias.v1.EnrollTOTPRequest
-	(*EnrollTOTPResponse)(nil),        // 22: mcias.v1.EnrollTOTPResponse
-	(*ConfirmTOTPRequest)(nil),        // 23: mcias.v1.ConfirmTOTPRequest
-	(*ConfirmTOTPResponse)(nil),       // 24: mcias.v1.ConfirmTOTPResponse
-	(*RemoveTOTPRequest)(nil),         // 25: mcias.v1.RemoveTOTPRequest
-	(*RemoveTOTPResponse)(nil),        // 26: mcias.v1.RemoveTOTPResponse
-	(*ValidateTokenRequest)(nil),      // 27: mcias.v1.ValidateTokenRequest
-	(*ValidateTokenResponse)(nil),     // 28: mcias.v1.ValidateTokenResponse
-	(*IssueServiceTokenRequest)(nil),  // 29: mcias.v1.IssueServiceTokenRequest
-	(*IssueServiceTokenResponse)(nil), // 30: mcias.v1.IssueServiceTokenResponse
-	(*RevokeTokenRequest)(nil),        // 31: mcias.v1.RevokeTokenRequest
-	(*RevokeTokenResponse)(nil),       // 32: mcias.v1.RevokeTokenResponse
-	(*ListAccountsRequest)(nil),       // 33: mcias.v1.ListAccountsRequest
-	(*ListAccountsResponse)(nil),      // 34: mcias.v1.ListAccountsResponse
-	(*CreateAccountRequest)(nil),      // 35: mcias.v1.CreateAccountRequest
-	(*GetAccountRequest)(nil),         // 36: mcias.v1.GetAccountRequest
-	(*UpdateAccountRequest)(nil),      // 37: mcias.v1.UpdateAccountRequest
-	(*DeleteAccountRequest)(nil),      // 38: mcias.v1.DeleteAccountRequest
-	(*DeleteAccountResponse)(nil),     // 39: mcias.v1.DeleteAccountResponse
-	(*SetPasswordRequest)(nil),        // 40: mcias.v1.SetPasswordRequest
-	(*SetPasswordResponse)(nil),       // 41: mcias.v1.SetPasswordResponse
-	(*GetRolesRequest)(nil),           // 42: mcias.v1.GetRolesRequest
-	(*SetRolesRequest)(nil),           // 43: mcias.v1.SetRolesRequest
-	(*Roles)(nil),                     // 44: mcias.v1.Roles
-	(*PGCreds)(nil),                   // 45: mcias.v1.PGCreds
-	(*GetPGCredsRequest)(nil),         // 46: mcias.v1.GetPGCredsRequest
-	(*SetPGCredsRequest)(nil),         // 47: mcias.v1.SetPGCredsRequest
-	(*SetPGCredsResponse)(nil),        // 48: mcias.v1.SetPGCredsResponse
-	(*ListEventsRequest)(nil),         // 49: mcias.v1.ListEventsRequest
-	(*AuditEvent)(nil),                // 50: mcias.v1.AuditEvent
-	(*ListEventsResponse)(nil),        // 51: mcias.v1.ListEventsResponse
-	nil,                               // 52: mcias.v1.ReadyResponse.BackendsEntry
-	nil,                               // 53: mcias.v1.AuditEvent.DetailsEntry
+	(*ListKeysRequest)(nil),           // 11: mcias.v1.ListKeysRequest
+	(*SigningKey)(nil),                // 12: mcias.v1.SigningKey
+	(*ListKeysResponse)(nil),          // 13: mcias.v1.ListKeysResponse
+	(*RotateKeysRequest)(nil),         // 14: mcias.v1.RotateKeysRequest
+	(*KeyState)(nil),                  // 15: mcias.v1.KeyState
+	(*RotateKeysResponse)(nil),        // 16: mcias.v1.RotateKeysResponse
+	(*LoginRequest)(nil),              // 17: mcias.v1.LoginRequest
+	(*LoginResponse)(nil),             // 18: mcias.v1.LoginResponse
+	(*LogoutRequest)(nil),             // 19: mcias.v1.LogoutRequest
+	(*LogoutResponse)(nil),            // 20: mcias.v1.LogoutResponse
+	(*RenewRequest)(nil),              // 21: mcias.v1.RenewRequest
+	(*RenewResponse)(nil),             // 22: mcias.v1.RenewResponse
+	(*MeRequest)(nil),                 // 23: mcias.v1.MeRequest
+	(*Account)(nil),                   // 24: mcias.v1.Account
+	(*ChangePasswordRequest)(nil),     // 25: mcias.v1.ChangePasswordRequest
+	(*ChangePasswordResponse)(nil),    // 26: mcias.v1.ChangePasswordResponse
+	(*EnrollTOTPRequest)(nil),         // 27: mcias.v1.EnrollTOTPRequest
+	(*EnrollTOTPResponse)(nil),        // 28: mcias.v1.EnrollTOTPResponse
+	(*ConfirmTOTPRequest)(nil),        // 29: mcias.v1.ConfirmTOTPRequest
+	(*ConfirmTOTPResponse)(nil),       // 30: mcias.v1.ConfirmTOTPResponse
+	(*RemoveTOTPRequest)(nil),         // 31: mcias.v1.RemoveTOTPRequest
+	(*RemoveTOTPResponse)(nil),        // 32: mcias.v1.RemoveTOTPResponse
+	(*ValidateTokenRequest)(nil),      // 33: mcias.v1.ValidateTokenRequest
+	(*ValidateTokenResponse)(nil),     // 34: mcias.v1.ValidateTokenResponse
+	(*IssueServiceTokenRequest)(nil),  // 35: mcias.v1.IssueServiceTokenRequest
+	(*IssueServiceTokenResponse)(nil), // 36: mcias.v1.IssueServiceTokenResponse
+	(*RevokeTokenRequest)(nil),        // 37: mcias.v1.RevokeTokenRequest
+	(*RevokeTokenResponse)(nil),       // 38: mcias.v1.RevokeTokenResponse
+	(*ListAccountsRequest)(nil),       // 39: mcias.v1.ListAccountsRequest
+	(*ListAccountsResponse)(nil),      // 40: mcias.v1.ListAccountsResponse
+	(*CreateAccountRequest)(nil),      // 41: mcias.v1.CreateAccountRequest
+	(*GetAccountRequest)(nil),         // 42: mcias.v1.GetAccountRequest
+	(*UpdateAccountRequest)(nil),      // 43: mcias.v1.UpdateAccountRequest
+	(*DeleteAccountRequest)(nil),      // 44: mcias.v1.DeleteAccountRequest
+	(*DeleteAccountResponse)(nil),     // 45: mcias.v1.DeleteAccountResponse
+	(*SetPasswordRequest)(nil),        // 46: mcias.v1.SetPasswordRequest
+	(*SetPasswordResponse)(nil),       // 47: mcias.v1.SetPasswordResponse
+	(*GetRolesRequest)(nil),           // 48: mcias.v1.GetRolesRequest
+	(*SetRolesRequest)(nil),           // 49: mcias.v1.SetRolesRequest
+	(*Roles)(nil),                     // 50: mcias.v1.Roles
+	(*PGCreds)(nil),                   // 51: mcias.v1.PGCreds
+	(*GetPGCredsRequest)(nil),         // 52: mcias.v1.GetPGCredsRequest
+	(*SetPGCredsRequest)(nil),         // 53: mcias.v1.SetPGCredsRequest
+	(*SetPGCredsResponse)(nil),        // 54: mcias.v1.SetPGCredsResponse
+	(*ListEventsRequest)(nil),         // 55: mcias.v1.ListEventsRequest
+	(*AuditEvent)(nil),                // 56: mcias.v1.AuditEvent
+	(*ListEventsResponse)(nil),        // 57: mcias.v1.ListEventsResponse
+	(*ReadChainRequest)(nil),          // 58: mcias.v1.ReadChainRequest
+	(*ReadChainResponse)(nil),         // 59: mcias.v1.ReadChainResponse
+	nil,                               // 60: mcias.v1.ReadyResponse.BackendsEntry
+	nil,                               // 61: mcias.v1.AuditEvent.DetailsEntry
 }
 var file_mcias_v1_mcias_proto_depIdxs = []int32{
 	5,  // 0: mcias.v1.BackendStatus.plugin:type_name -> mcias.v1.PluginStatus
 	4,  // 1: mcias.v1.BackendStatus.sink:type_name -> mcias.v1.SinkStatus
-	52, // 2: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
+	60, // 2: mcias.v1.ReadyResponse.backends:type_name -> mcias.v1.ReadyResponse.BackendsEntry
 	8,  // 3: mcias.v1.GetJWKSResponse.keys:type_name -> mcias.v1.JWK
-	18, // 4: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
-	45, // 5: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
-	53, // 6: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
-	50, // 7: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
-	3,  // 8: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
-	0,  // 9: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
-	2,  // 10: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
-	7,  // 11: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
-	9,  // 12: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
-	11, // 13: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
-	13, // 14: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
-	15, // 15: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
-	17, // 16: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
-	19, // 17: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
-	21, // 18: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
-	23, // 19: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
-	25, // 20: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
-	27, // 21: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
-	29, // 22: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
-	31, // 23: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
-	33, // 24: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
-	35, // 25: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
-	36, // 26: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
-	37, // 27: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
-	38, // 28: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
-	40, // 29: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
-	42, // 30: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
-	43, // 31: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
-	46, // 32: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
-	47, // 33: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
-	49, // 34: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
-	1,  // 35: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
-	6,  // 36: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
-	8,  // 37: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
-	10, // 38: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
-	12, // 39: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
-	14, // 40: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
-	16, // 41: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
-	18, // 42: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
-	20, // 43: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
-	22, // 44: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
-	24, // 45: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
-	26, // 46: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
-	28, // 47: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
-	30, // 48: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
-	32, // 49: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
-	34, // 50: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
-	18, // 51: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
-	18, // 52: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
-	18, // 53: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
-	39, // 54: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
-	41, // 55: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
-	44, // 56: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
-	44, // 57: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
-	45, // 58: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
-	48, // 59: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
-	51, // 60: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
-	35, // [35:61] is the sub-list for method output_type
-	9,  // [9:35] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	8,  // 4: mcias.v1.SigningKey.jwk:type_name -> mcias.v1.JWK
+	12, // 5: mcias.v1.ListKeysResponse.keys:type_name -> mcias.v1.SigningKey
+	15, // 6: mcias.v1.RotateKeysResponse.keys:type_name -> mcias.v1.KeyState
+	24, // 7: mcias.v1.ListAccountsResponse.accounts:type_name -> mcias.v1.Account
+	51, // 8: mcias.v1.SetPGCredsRequest.creds:type_name -> mcias.v1.PGCreds
+	61, // 9: mcias.v1.AuditEvent.details:type_name -> mcias.v1.AuditEvent.DetailsEntry
+	56, // 10: mcias.v1.ListEventsResponse.events:type_name -> mcias.v1.AuditEvent
+	56, // 11: mcias.v1.ReadChainResponse.events:type_name -> mcias.v1.AuditEvent
+	3,  // 12: mcias.v1.ReadyResponse.BackendsEntry.value:type_name -> mcias.v1.BackendStatus
+	0,  // 13: mcias.v1.AdminService.Health:input_type -> mcias.v1.HealthRequest
+	2,  // 14: mcias.v1.AdminService.Ready:input_type -> mcias.v1.ReadyRequest
+	7,  // 15: mcias.v1.AdminService.GetPublicKey:input_type -> mcias.v1.GetPublicKeyRequest
+	9,  // 16: mcias.v1.AdminService.GetJWKS:input_type -> mcias.v1.GetJWKSRequest
+	11, // 17: mcias.v1.AdminService.ListKeys:input_type -> mcias.v1.ListKeysRequest
+	14, // 18: mcias.v1.AdminService.RotateKeys:input_type -> mcias.v1.RotateKeysRequest
+	17, // 19: mcias.v1.AuthService.Login:input_type -> mcias.v1.LoginRequest
+	19, // 20: mcias.v1.AuthService.Logout:input_type -> mcias.v1.LogoutRequest
+	21, // 21: mcias.v1.AuthService.Renew:input_type -> mcias.v1.RenewRequest
+	23, // 22: mcias.v1.AuthService.Me:input_type -> mcias.v1.MeRequest
+	25, // 23: mcias.v1.AuthService.ChangePassword:input_type -> mcias.v1.ChangePasswordRequest
+	27, // 24: mcias.v1.AuthService.EnrollTOTP:input_type -> mcias.v1.EnrollTOTPRequest
+	29, // 25: mcias.v1.AuthService.ConfirmTOTP:input_type -> mcias.v1.ConfirmTOTPRequest
+	31, // 26: mcias.v1.AuthService.RemoveTOTP:input_type -> mcias.v1.RemoveTOTPRequest
+	33, // 27: mcias.v1.TokenService.ValidateToken:input_type -> mcias.v1.ValidateTokenRequest
+	35, // 28: mcias.v1.TokenService.IssueServiceToken:input_type -> mcias.v1.IssueServiceTokenRequest
+	37, // 29: mcias.v1.TokenService.RevokeToken:input_type -> mcias.v1.RevokeTokenRequest
+	39, // 30: mcias.v1.AccountService.List:input_type -> mcias.v1.ListAccountsRequest
+	41, // 31: mcias.v1.AccountService.Create:input_type -> mcias.v1.CreateAccountRequest
+	42, // 32: mcias.v1.AccountService.Get:input_type -> mcias.v1.GetAccountRequest
+	43, // 33: mcias.v1.AccountService.Update:input_type -> mcias.v1.UpdateAccountRequest
+	44, // 34: mcias.v1.AccountService.Delete:input_type -> mcias.v1.DeleteAccountRequest
+	46, // 35: mcias.v1.AccountService.SetPassword:input_type -> mcias.v1.SetPasswordRequest
+	48, // 36: mcias.v1.AccountService.GetRoles:input_type -> mcias.v1.GetRolesRequest
+	49, // 37: mcias.v1.AccountService.SetRoles:input_type -> mcias.v1.SetRolesRequest
+	52, // 38: mcias.v1.CredentialService.GetPGCreds:input_type -> mcias.v1.GetPGCredsRequest
+	53, // 39: mcias.v1.CredentialService.SetPGCreds:input_type -> mcias.v1.SetPGCredsRequest
+	55, // 40: mcias.v1.AuditService.ListEvents:input_type -> mcias.v1.ListEventsRequest
+	58, // 41: mcias.v1.AuditService.ReadChain:input_type -> mcias.v1.ReadChainRequest
+	1,  // 42: mcias.v1.AdminService.Health:output_type -> mcias.v1.HealthResponse
+	6,  // 43: mcias.v1.AdminService.Ready:output_type -> mcias.v1.ReadyResponse
+	8,  // 44: mcias.v1.AdminService.GetPublicKey:output_type -> mcias.v1.JWK
+	10, // 45: mcias.v1.AdminService.GetJWKS:output_type -> mcias.v1.GetJWKSResponse
+	13, // 46: mcias.v1.AdminService.ListKeys:output_type -> mcias.v1.ListKeysResponse
+	16, // 47: mcias.v1.AdminService.RotateKeys:output_type -> mcias.v1.RotateKeysResponse
+	18, // 48: mcias.v1.AuthService.Login:output_type -> mcias.v1.LoginResponse
+	20, // 49: mcias.v1.AuthService.Logout:output_type -> mcias.v1.LogoutResponse
+	22, // 50: mcias.v1.AuthService.Renew:output_type -> mcias.v1.RenewResponse
+	24, // 51: mcias.v1.AuthService.Me:output_type -> mcias.v1.Account
+	26, // 52: mcias.v1.AuthService.ChangePassword:output_type -> mcias.v1.ChangePasswordResponse
+	28, // 53: mcias.v1.AuthService.EnrollTOTP:output_type -> mcias.v1.EnrollTOTPResponse
+	30, // 54: mcias.v1.AuthService.ConfirmTOTP:output_type -> mcias.v1.ConfirmTOTPResponse
+	32, // 55: mcias.v1.AuthService.RemoveTOTP:output_type -> mcias.v1.RemoveTOTPResponse
+	34, // 56: mcias.v1.TokenService.ValidateToken:output_type -> mcias.v1.ValidateTokenResponse
+	36, // 57: mcias.v1.TokenService.IssueServiceToken:output_type -> mcias.v1.IssueServiceTokenResponse
+	38, // 58: mcias.v1.TokenService.RevokeToken:output_type -> mcias.v1.RevokeTokenResponse
+	40, // 59: mcias.v1.AccountService.List:output_type -> mcias.v1.ListAccountsResponse
+	24, // 60: mcias.v1.AccountService.Create:output_type -> mcias.v1.Account
+	24, // 61: mcias.v1.AccountService.Get:output_type -> mcias.v1.Account
+	24, // 62: mcias.v1.AccountService.Update:output_type -> mcias.v1.Account
+	45, // 63: mcias.v1.AccountService.Delete:output_type -> mcias.v1.DeleteAccountResponse
+	47, // 64: mcias.v1.AccountService.SetPassword:output_type -> mcias.v1.SetPasswordResponse
+	50, // 65: mcias.v1.AccountService.GetRoles:output_type -> mcias.v1.Roles
+	50, // 66: mcias.v1.AccountService.SetRoles:output_type -> mcias.v1.Roles
+	51, // 67: mcias.v1.CredentialService.GetPGCreds:output_type -> mcias.v1.PGCreds
+	54, // 68: mcias.v1.CredentialService.SetPGCreds:output_type -> mcias.v1.SetPGCredsResponse
+	57, // 69: mcias.v1.AuditService.ListEvents:output_type -> mcias.v1.ListEventsResponse
+	59, // 70: mcias.v1.AuditService.ReadChain:output_type -> mcias.v1.ReadChainResponse
+	42, // [42:71] is the sub-list for method output_type
+	13, // [13:42] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_mcias_v1_mcias_proto_init() }
@@ -3165,15 +3672,15 @@ func file_mcias_v1_mcias_proto_init() {
 	if File_mcias_v1_mcias_proto != nil {
 		return
 	}
-	file_mcias_v1_mcias_proto_msgTypes[29].OneofWrappers = []any{}
-	file_mcias_v1_mcias_proto_msgTypes[37].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[35].OneofWrappers = []any{}
+	file_mcias_v1_mcias_proto_msgTypes[43].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_v1_mcias_proto_rawDesc), len(file_mcias_v1_mcias_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   54,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   6,
 		},

@@ -46,13 +46,16 @@ const (
 	AdminService_Ready_FullMethodName        = "/mcias.v1.AdminService/Ready"
 	AdminService_GetPublicKey_FullMethodName = "/mcias.v1.AdminService/GetPublicKey"
 	AdminService_GetJWKS_FullMethodName      = "/mcias.v1.AdminService/GetJWKS"
+	AdminService_ListKeys_FullMethodName     = "/mcias.v1.AdminService/ListKeys"
+	AdminService_RotateKeys_FullMethodName   = "/mcias.v1.AdminService/RotateKeys"
 )
 
 // AdminServiceClient is the client API for AdminService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// AdminService reports the server's state and its token verification keys.
+// AdminService reports the server's state and its token verification keys,
+// and manages the signing keys.
 type AdminServiceClient interface {
 	// Health: the process is alive (GET /v1/health).
 	Health(ctx context.Context, in *HealthRequest, opts ...grpc.CallOption) (*HealthResponse, error)
@@ -64,6 +67,12 @@ type AdminServiceClient interface {
 	GetPublicKey(ctx context.Context, in *GetPublicKeyRequest, opts ...grpc.CallOption) (*JWK, error)
 	// GetJWKS: every key a verifier should accept now (/.well-known/jwks.json).
 	GetJWKS(ctx context.Context, in *GetJWKSRequest, opts ...grpc.CallOption) (*GetJWKSResponse, error)
+	// ListKeys (admin): every signing key the custodian knows, retired ones
+	// included when it keeps them, with state and times (GET /v1/keys).
+	ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error)
+	// RotateKeys (admin): rotate the token signing key, normally or in an
+	// emergency (POST /v1/keys/rotate).
+	RotateKeys(ctx context.Context, in *RotateKeysRequest, opts ...grpc.CallOption) (*RotateKeysResponse, error)
 }
 
 type adminServiceClient struct {
@@ -114,11 +123,32 @@ func (c *adminServiceClient) GetJWKS(ctx context.Context, in *GetJWKSRequest, op
 	return out, nil
 }
 
+func (c *adminServiceClient) ListKeys(ctx context.Context, in *ListKeysRequest, opts ...grpc.CallOption) (*ListKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListKeysResponse)
+	err := c.cc.Invoke(ctx, AdminService_ListKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminServiceClient) RotateKeys(ctx context.Context, in *RotateKeysRequest, opts ...grpc.CallOption) (*RotateKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateKeysResponse)
+	err := c.cc.Invoke(ctx, AdminService_RotateKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
 //
-// AdminService reports the server's state and its token verification keys.
+// AdminService reports the server's state and its token verification keys,
+// and manages the signing keys.
 type AdminServiceServer interface {
 	// Health: the process is alive (GET /v1/health).
 	Health(context.Context, *HealthRequest) (*HealthResponse, error)
@@ -130,6 +160,12 @@ type AdminServiceServer interface {
 	GetPublicKey(context.Context, *GetPublicKeyRequest) (*JWK, error)
 	// GetJWKS: every key a verifier should accept now (/.well-known/jwks.json).
 	GetJWKS(context.Context, *GetJWKSRequest) (*GetJWKSResponse, error)
+	// ListKeys (admin): every signing key the custodian knows, retired ones
+	// included when it keeps them, with state and times (GET /v1/keys).
+	ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error)
+	// RotateKeys (admin): rotate the token signing key, normally or in an
+	// emergency (POST /v1/keys/rotate).
+	RotateKeys(context.Context, *RotateKeysRequest) (*RotateKeysResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -151,6 +187,12 @@ func (UnimplementedAdminServiceServer) GetPublicKey(context.Context, *GetPublicK
 }
 func (UnimplementedAdminServiceServer) GetJWKS(context.Context, *GetJWKSRequest) (*GetJWKSResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetJWKS not implemented")
+}
+func (UnimplementedAdminServiceServer) ListKeys(context.Context, *ListKeysRequest) (*ListKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListKeys not implemented")
+}
+func (UnimplementedAdminServiceServer) RotateKeys(context.Context, *RotateKeysRequest) (*RotateKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RotateKeys not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -245,6 +287,42 @@ func _AdminService_GetJWKS_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_ListKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).ListKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_ListKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).ListKeys(ctx, req.(*ListKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AdminService_RotateKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).RotateKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_RotateKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).RotateKeys(ctx, req.(*RotateKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -267,6 +345,14 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetJWKS",
 			Handler:    _AdminService_GetJWKS_Handler,
+		},
+		{
+			MethodName: "ListKeys",
+			Handler:    _AdminService_ListKeys_Handler,
+		},
+		{
+			MethodName: "RotateKeys",
+			Handler:    _AdminService_RotateKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -1395,6 +1481,7 @@ var CredentialService_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	AuditService_ListEvents_FullMethodName = "/mcias.v1.AuditService/ListEvents"
+	AuditService_ReadChain_FullMethodName  = "/mcias.v1.AuditService/ReadChain"
 )
 
 // AuditServiceClient is the client API for AuditService service.
@@ -1405,6 +1492,10 @@ const (
 type AuditServiceClient interface {
 	// ListEvents: newest first, filters and paging as GET /v1/audit.
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
+	// ReadChain: oldest first from after_seq, with the chain hashes, for
+	// verification (GET /v1/audit/chain). Event times carry the
+	// microseconds the chain hash covers.
+	ReadChain(ctx context.Context, in *ReadChainRequest, opts ...grpc.CallOption) (*ReadChainResponse, error)
 }
 
 type auditServiceClient struct {
@@ -1425,6 +1516,16 @@ func (c *auditServiceClient) ListEvents(ctx context.Context, in *ListEventsReque
 	return out, nil
 }
 
+func (c *auditServiceClient) ReadChain(ctx context.Context, in *ReadChainRequest, opts ...grpc.CallOption) (*ReadChainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadChainResponse)
+	err := c.cc.Invoke(ctx, AuditService_ReadChain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuditServiceServer is the server API for AuditService service.
 // All implementations must embed UnimplementedAuditServiceServer
 // for forward compatibility.
@@ -1433,6 +1534,10 @@ func (c *auditServiceClient) ListEvents(ctx context.Context, in *ListEventsReque
 type AuditServiceServer interface {
 	// ListEvents: newest first, filters and paging as GET /v1/audit.
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
+	// ReadChain: oldest first from after_seq, with the chain hashes, for
+	// verification (GET /v1/audit/chain). Event times carry the
+	// microseconds the chain hash covers.
+	ReadChain(context.Context, *ReadChainRequest) (*ReadChainResponse, error)
 	mustEmbedUnimplementedAuditServiceServer()
 }
 
@@ -1445,6 +1550,9 @@ type UnimplementedAuditServiceServer struct{}
 
 func (UnimplementedAuditServiceServer) ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListEvents not implemented")
+}
+func (UnimplementedAuditServiceServer) ReadChain(context.Context, *ReadChainRequest) (*ReadChainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadChain not implemented")
 }
 func (UnimplementedAuditServiceServer) mustEmbedUnimplementedAuditServiceServer() {}
 func (UnimplementedAuditServiceServer) testEmbeddedByValue()                      {}
@@ -1485,6 +1593,24 @@ func _AuditService_ListEvents_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuditService_ReadChain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadChainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuditServiceServer).ReadChain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuditService_ReadChain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuditServiceServer).ReadChain(ctx, req.(*ReadChainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuditService_ServiceDesc is the grpc.ServiceDesc for AuditService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1495,6 +1621,10 @@ var AuditService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListEvents",
 			Handler:    _AuditService_ListEvents_Handler,
+		},
+		{
+			MethodName: "ReadChain",
+			Handler:    _AuditService_ReadChain_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -133,8 +133,9 @@ type Custodian struct {
 }
 
 var (
-	_ custody.Custodian = (*Custodian)(nil)
-	_ custody.Rotator   = (*Custodian)(nil)
+	_ custody.Custodian  = (*Custodian)(nil)
+	_ custody.Rotator    = (*Custodian)(nil)
+	_ custody.KeyHistory = (*Custodian)(nil)
 )
 
 // config is a parsed URI.
@@ -702,6 +703,21 @@ func (c *Custodian) PublicKeys(ctx context.Context) ([]custody.PublicKey, error)
 		if k.pub.State != custody.StateActive && k.pub.State != custody.StateRetired {
 			out = append(out, copyPub(k.pub))
 		}
+	}
+	return out, nil
+}
+
+// AllPublicKeys implements custody.KeyHistory: the keyring keeps the
+// public half of a retired key (only its private half is dropped).
+func (c *Custodian) AllPublicKeys(ctx context.Context) ([]custody.PublicKey, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, errClosed
+	}
+	out := make([]custody.PublicKey, 0, len(c.keys))
+	for _, k := range c.keys {
+		out = append(out, copyPub(k.pub))
 	}
 	return out, nil
 }

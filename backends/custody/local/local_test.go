@@ -460,4 +460,19 @@ func TestRotationPersists(t *testing.T) {
 	if len(keys) != 2 || keys[0].KID != next.KID || keys[1].KID != n2.KID {
 		t.Fatalf("after retiring and reopening: %+v", keys)
 	}
+	// The retired key's public half stays listed for verifiers of what
+	// it signed (audit checkpoints).
+	all, err := c3.(custody.KeyHistory).AllPublicKeys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, k := range all {
+		if k.KID == old.KID {
+			found = k.State == custody.StateRetired && custody.Thumbprint(k.Key) == old.KID
+		}
+	}
+	if len(all) != 3 || !found {
+		t.Fatalf("all keys = %+v, want 3 with %s retired", all, old.KID)
+	}
 }

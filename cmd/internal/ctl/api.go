@@ -45,9 +45,11 @@ type API interface {
 	SetPGCreds(ctx context.Context, id string, pc pgCreds) (Raw, error)
 
 	ListAudit(ctx context.Context, q auditQuery) (auditPage, Raw, error)
+	// ReadChain returns up to limit events after afterSeq, oldest first,
+	// with their chain hashes.
+	ReadChain(ctx context.Context, afterSeq int64, limit int) (chainPage, Raw, error)
 
-	// RotateKeys is REST only for now: the gRPC API has no RotateKeys
-	// RPC yet, and GRPCClient says so.
+	ListKeys(ctx context.Context) (signingKeys, Raw, error)
 	RotateKeys(ctx context.Context, emergency bool) (rotateResult, Raw, error)
 }
 

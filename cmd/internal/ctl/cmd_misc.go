@@ -14,6 +14,7 @@ var errNotReady = errors.New("server is not ready")
 
 var miscCommands = []command{
 	{name: "audit list", synopsis: "[-type T] [-account ID] [-since RFC3339|DURATION] [-limit 1..500] [-cursor C]", help: "list audit events, newest first (admin)", run: auditList},
+	{name: "audit verify", synopsis: "[-keys FILE] [-from SEQ:HASH] [-page 1..500]", help: "check the audit chain and its signed checkpoints (admin); exit 5 naming the first broken link", run: auditVerify},
 	{name: "health", synopsis: "", help: "is the server process alive", run: health},
 	{name: "ready", synopsis: "", help: "are all backends up; exit 1 when not", run: ready},
 	{name: "jwks", synopsis: "", help: "list the keys verifiers should accept (/.well-known/jwks.json)", run: showJWKS},

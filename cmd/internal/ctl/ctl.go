@@ -521,6 +521,8 @@ Exit status:
   2  usage error
   3  could not reach the server (connection, DNS, TLS verification, timeout)
   4  authentication needed or refused (no token, AUTHSTATUS)
+  5  audit verify: the audit chain is broken (the line names the first
+     broken link: seq, event id, what is wrong)
 
 Errors are printed to stderr as "PROG: <sentence> ERRORFORM".
 

@@ -352,9 +352,51 @@ func (c *GRPCClient) ListAudit(ctx context.Context, q auditQuery) (auditPage, Ra
 	return out, raw, err
 }
 
-// RotateKeys: the gRPC API (proto/mcias/v1) has no key rotation RPC yet;
-// rotate with mciasctl (REST).
+func (c *GRPCClient) ReadChain(ctx context.Context, afterSeq int64, limit int) (chainPage, Raw, error) {
+	r, raw, err := unary(ctx, c, true, c.audit.ReadChain, &pb.ReadChainRequest{AfterSeq: afterSeq, Limit: int32(limit)})
+	out := chainPage{Events: make([]chainEvent, 0, len(r.GetEvents()))}
+	for _, e := range r.GetEvents() {
+		out.Events = append(out.Events, chainEvent{
+			Seq: e.GetSeq(),
+			auditEvent: auditEvent{
+				ID: e.GetId(), Time: e.GetTime(), Type: e.GetType(), ActorID: e.GetActorId(), AccountID: e.GetAccountId(),
+				IP: e.GetIp(), RequestID: e.GetRequestId(), Outcome: e.GetOutcome(), Details: e.GetDetails(),
+			},
+			PrevHash: e.GetPrevHash(), Hash: e.GetHash(),
+		})
+	}
+	return out, raw, err
+}
+
+func (c *GRPCClient) ListKeys(ctx context.Context) (signingKeys, Raw, error) {
+	r, raw, err := unary(ctx, c, true, c.admin.ListKeys, &pb.ListKeysRequest{})
+	out := signingKeys{Keys: make([]signingKey, 0, len(r.GetKeys()))}
+	for _, k := range r.GetKeys() {
+		out.Keys = append(out.Keys, signingKey{Kid: k.GetKid(), State: k.GetState(), CreatedAt: k.GetCreatedAt(), StateSince: k.GetStateSince(), JWK: fromJWK(k.GetJwk())})
+	}
+	return out, raw, err
+}
+
 func (c *GRPCClient) RotateKeys(ctx context.Context, emergency bool) (rotateResult, Raw, error) {
-	return rotateResult{}, nil, &APIError{GRPCCode: "Unimplemented", Code: "not_implemented",
-		Message: "key rotation is not in the gRPC API yet; use mciasctl key rotate (REST)"}
+	r, raw, err := unary(ctx, c, true, c.admin.RotateKeys, &pb.RotateKeysRequest{Emergency: emergency})
+	if err != nil {
+		return rotateResult{}, nil, err
+	}
+	out := rotateResult{RevokedTokens: int(r.GetRevokedTokens())}
+	for _, k := range r.GetKeys() {
+		created, err1 := time.Parse(time.RFC3339Nano, k.GetCreatedAt())
+		since, err2 := time.Parse(time.RFC3339Nano, k.GetStateSince())
+		if err := errors.Join(err1, err2); err != nil {
+			return rotateResult{}, nil, fmt.Errorf("the server sent a malformed key state: %w", err)
+		}
+		out.Keys = append(out.Keys, rotateKey{Kid: k.GetKid(), State: k.GetState(), CreatedAt: created, StateSince: since})
+	}
+	if v := r.GetActivatesAt(); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return rotateResult{}, nil, fmt.Errorf("the server sent a malformed activates_at: %w", err)
+		}
+		out.ActivatesAt = &t
+	}
+	return out, raw, nil
 }

@@ -26,6 +26,8 @@ import (
 	"github.com/metacircular/mcias/backends/storage/sqlite"
 	"github.com/metacircular/mcias/core"
 	"github.com/metacircular/mcias/core/password"
+	"github.com/metacircular/mcias/sdk/custody"
+	"github.com/metacircular/mcias/sdk/storage"
 )
 
 const grpcAdminPass = "correct horse battery staple"
@@ -33,6 +35,20 @@ const grpcAdminPass = "correct horse battery staple"
 // grpcServer runs the real gRPC frontend (SQLite, local custody, core)
 // over TLS on loopback, and returns its address and a CA file for it.
 func grpcServer(t *testing.T) (addr, caFile string) {
+	t.Helper()
+	rc := newRealCore(t)
+	return serveGRPC(t, rc.svc)
+}
+
+// realCore is a core on SQLite and local custody with the bootstrap
+// admin, and its backends for tests that reach below the API.
+type realCore struct {
+	svc   *core.Service
+	store storage.Store
+	cust  custody.Custodian
+}
+
+func newRealCore(t *testing.T) realCore {
 	t.Helper()
 	ctx := t.Context()
 	dir := t.TempDir()
@@ -60,6 +76,13 @@ func grpcServer(t *testing.T) (addr, caFile string) {
 	if _, err := svc.Bootstrap(ctx, "admin", grpcAdminPass); err != nil {
 		t.Fatal(err)
 	}
+	return realCore{svc: svc, store: store, cust: cust}
+}
+
+// serveGRPC serves svc over gRPC with TLS on loopback.
+func serveGRPC(t *testing.T, svc *core.Service) (addr, caFile string) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cert, caFile := selfSigned(t)
 	srv, err := grpcapi.New(svc, grpcapi.Config{Logger: logger},
 		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})))
@@ -159,6 +182,8 @@ func TestGRPCFlavor(t *testing.T) {
 		{"case=pgcreds get", admin, []string{"pgcreds", "get", id}, exitOK, "password: pg secret", ""},
 		{"case=token issue bad ttl", admin, []string{"token", "issue", "-account", id, "-ttl", "1ms"}, exitUsage, "", "-ttl must be at least 1s"},
 		{"case=audit list", admin, []string{"audit", "list", "-type", "account_create"}, exitOK, "account_create", ""},
+		{"case=key list", admin, []string{"key", "list"}, exitOK, "active", ""},
+		{"case=key list -json", admin, []string{"-json", "key", "list"}, exitOK, `"jwk":{"kty":"OKP"`, ""},
 		{"case=logout -json prints nothing", map[string]string{"MCIAS_TOKEN": "garbage"}, []string{"-json", "auth", "logout"}, exitAuth, "", "(unauthorized, gRPC Unauthenticated)"},
 		{"case=no token", nil, []string{"account", "list"}, exitAuth, "", "mciasgrpcctl: no token"},
 		{"case=wrong password", map[string]string{"MCIAS_PASSWORD": "wrong password"}, []string{"auth", "login", "-username", "admin"}, exitAuth, "", "invalid username, password or TOTP code (invalid_credentials, gRPC Unauthenticated)"},
@@ -188,6 +213,30 @@ func TestGRPCFlavor(t *testing.T) {
 	}
 	if code, _, _ := grpcctl(t, addr, caFile, nil, "token", "validate", "-audience", "ci", svcToken); code != exitFailed {
 		t.Errorf("validate after revoke: exit %d, want %d", code, exitFailed)
+	}
+
+	// Key rotation over gRPC, as mciasctl does it over REST: a normal
+	// rotation publishes a next key; an emergency one retires the active
+	// key and ends every session, the caller's too.
+	code, stdout, stderr = grpcctl(t, addr, caFile, admin, "key", "rotate")
+	if code != exitOK || !strings.Contains(stdout, "next") || !strings.Contains(stdout, "the next key signs from") {
+		t.Fatalf("key rotate: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	code, stdout, stderr = grpcctl(t, addr, caFile, admin, "key", "rotate", "-emergency")
+	if code != exitOK || !strings.Contains(stdout, "revoked tokens: 1") || strings.Contains(stdout, "next ") {
+		t.Fatalf("key rotate -emergency: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if code, _, stderr := grpcctl(t, addr, caFile, admin, "key", "list"); code != exitAuth {
+		t.Errorf("key list with a token of the retired key: exit %d (%q), want %d", code, stderr, exitAuth)
+	}
+	code, stdout, stderr = grpcctl(t, addr, caFile, map[string]string{"MCIAS_PASSWORD": grpcAdminPass}, "auth", "login", "-username", "admin")
+	if code != exitOK {
+		t.Fatalf("login after emergency rotation: exit %d, %q", code, stderr)
+	}
+	// The retired key stays listed, so what it signed still verifies.
+	code, stdout, stderr = grpcctl(t, addr, caFile, map[string]string{"MCIAS_TOKEN": strings.TrimSpace(stdout)}, "key", "list")
+	if code != exitOK || strings.Count(stdout, "retired") != 1 || strings.Count(stdout, "active") != 1 {
+		t.Errorf("key list after emergency rotation: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 }
 

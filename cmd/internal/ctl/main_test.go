@@ -66,6 +66,11 @@ func TestUsageErrors(t *testing.T) {
 		{"case=plain http to a remote host", nil, []string{"-server", "http://mcias.example.net", "health"}, exitUsage, "refusing plain http"},
 		{"case=no token for me", nil, []string{"auth", "me"}, exitAuth, "mciasctl: no token: set MCIAS_TOKEN or pass -token"},
 		{"case=no token, no password prompt", nil, []string{"auth", "password"}, exitAuth, "no token"},
+		{"case=verify page too big", tok, []string{"audit", "verify", "-page", "501"}, exitUsage, "-page must be from 1 to 500"},
+		{"case=verify bad from", tok, []string{"audit", "verify", "-from", "12"}, exitUsage, "-from must be SEQ:HASH"},
+		{"case=verify from short hash", tok, []string{"audit", "verify", "-from", "12:abcd"}, exitUsage, "is not a hex chain hash"},
+		{"case=verify stray argument", tok, []string{"audit", "verify", "x"}, exitUsage, `unexpected argument "x"`},
+		{"case=verify without token", nil, []string{"audit", "verify"}, exitAuth, "no token"},
 		{"case=no token for pgcreds set", nil, []string{"pgcreds", "set", "id", "-host", "h", "-database", "d", "-username", "u"}, exitAuth, "no token"},
 	}
 	for _, tt := range tests {
@@ -98,7 +103,7 @@ func TestHelp(t *testing.T) {
 			}
 			for _, want := range []string{"-server URL", "-token TOKEN", "-ca FILE", "-json", "-timeout DUR",
 				"MCIAS_SERVER", "MCIAS_TOKEN", "MCIAS_CA", "MCIAS_PASSWORD", "MCIAS_NEW_PASSWORD", "MCIAS_PG_PASSWORD",
-				"0  success", "1  the operation failed", "2  usage error", "3  could not reach the server", "4  authentication needed"} {
+				"0  success", "1  the operation failed", "2  usage error", "3  could not reach the server", "4  authentication needed", "5  audit verify"} {
 				if !strings.Contains(stdout, want) {
 					t.Errorf("usage lacks %q", want)
 				}
@@ -125,8 +130,8 @@ func TestCommandTable(t *testing.T) {
 		"auth login", "auth logout", "auth renew", "auth me", "auth password", "auth totp-enroll", "auth totp-confirm",
 		"account list", "account create", "account get", "account update", "account delete", "account set-password", "account remove-totp",
 		"role get", "role set", "pgcreds get", "pgcreds set",
-		"token issue", "token revoke", "token validate", "key rotate",
-		"audit list", "health", "ready", "jwks", "pubkey",
+		"token issue", "token revoke", "token validate", "key list", "key rotate",
+		"audit list", "audit verify", "health", "ready", "jwks", "pubkey",
 	}
 	var got []string
 	for _, c := range commands() {

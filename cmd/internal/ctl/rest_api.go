@@ -170,6 +170,19 @@ func (c *Client) ListAudit(ctx context.Context, aq auditQuery) (auditPage, Raw, 
 	return fetch[auditPage](ctx, c, Request{Method: http.MethodGet, Path: "/v1/audit", Query: q, Auth: true})
 }
 
+func (c *Client) ReadChain(ctx context.Context, afterSeq int64, limit int) (chainPage, Raw, error) {
+	q := url.Values{}
+	q.Set("after_seq", strconv.FormatInt(afterSeq, 10))
+	if limit != 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return fetch[chainPage](ctx, c, Request{Method: http.MethodGet, Path: "/v1/audit/chain", Query: q, Auth: true})
+}
+
+func (c *Client) ListKeys(ctx context.Context) (signingKeys, Raw, error) {
+	return fetch[signingKeys](ctx, c, Request{Method: http.MethodGet, Path: "/v1/keys", Auth: true})
+}
+
 func (c *Client) RotateKeys(ctx context.Context, emergency bool) (rotateResult, Raw, error) {
 	return fetch[rotateResult](ctx, c, Request{Method: http.MethodPost, Path: "/v1/keys/rotate", Body: map[string]bool{"emergency": emergency}, Auth: true})
 }

@@ -48,6 +48,7 @@ func Run(t *testing.T, newCustodian func(t *testing.T) custody.Custodian) {
 		{"concurrent use", testConcurrent},
 		{"rotation", testRotation},
 		{"rotation refusals", testRotationRefusals},
+		{"key history", testKeyHistory},
 	}
 	for _, tt := range tests {
 		t.Run("case="+tt.name, func(t *testing.T) {
@@ -454,5 +455,61 @@ func testRotationRefusals(t *testing.T, c custody.Custodian) {
 	}
 	if a := active(t, c); a.KID != act.KID {
 		t.Fatal("refused rotation calls changed the active key")
+	}
+}
+
+// testKeyHistory: a custodian with custody.KeyHistory lists a retired
+// key's public half with state retired, beside the keys PublicKeys
+// lists. One without it, reached through something that offers the
+// method anyway (the plugin shims), answers ErrNotImplemented.
+func testKeyHistory(t *testing.T, c custody.Custodian) {
+	h, ok := c.(custody.KeyHistory)
+	if !ok {
+		return
+	}
+	_, err := h.AllPublicKeys(t.Context())
+	if errors.Is(err, sdk.ErrNotImplemented) {
+		return
+	}
+	if err != nil {
+		t.Fatalf("AllPublicKeys: %v", err)
+	}
+	r, ok := rotator(t, c)
+	if !ok {
+		return
+	}
+	old := active(t, c)
+	next, err := r.CreateNextKey(t.Context(), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ActivateKey(t.Context(), next.KID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RetireKey(t.Context(), old.KID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	all, err := h.AllPublicKeys(t.Context())
+	if err != nil {
+		t.Fatalf("AllPublicKeys after a retirement: %v", err)
+	}
+	states := map[string]custody.KeyState{}
+	for _, k := range all {
+		if k.KID != custody.Thumbprint(k.Key) {
+			t.Fatalf("AllPublicKeys lists %s with a key whose thumbprint differs", k.KID)
+		}
+		states[k.KID] = k.State
+	}
+	if states[old.KID] != custody.StateRetired || states[next.KID] != custody.StateActive {
+		t.Fatalf("AllPublicKeys states = %v, want %s retired and %s active", states, old.KID, next.KID)
+	}
+	listed, err := c.PublicKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range listed {
+		if _, ok := states[k.KID]; !ok {
+			t.Fatalf("PublicKeys lists %s, which AllPublicKeys does not", k.KID)
+		}
 	}
 }

@@ -1128,6 +1128,86 @@ func (*ImportRetiringKeyResponse) Descriptor() ([]byte, []int) {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{23}
 }
 
+type AllPublicKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllPublicKeysRequest) Reset() {
+	*x = AllPublicKeysRequest{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllPublicKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllPublicKeysRequest) ProtoMessage() {}
+
+func (x *AllPublicKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllPublicKeysRequest.ProtoReflect.Descriptor instead.
+func (*AllPublicKeysRequest) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{24}
+}
+
+type AllPublicKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []*PublicKey           `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllPublicKeysResponse) Reset() {
+	*x = AllPublicKeysResponse{}
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllPublicKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllPublicKeysResponse) ProtoMessage() {}
+
+func (x *AllPublicKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_mcias_plugin_custody_v1_custody_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllPublicKeysResponse.ProtoReflect.Descriptor instead.
+func (*AllPublicKeysResponse) Descriptor() ([]byte, []int) {
+	return file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AllPublicKeysResponse) GetKeys() []*PublicKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 var File_mcias_plugin_custody_v1_custody_proto protoreflect.FileDescriptor
 
 const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
@@ -1187,7 +1267,10 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\x18ImportRetiringKeyRequest\x124\n" +
 	"\x03key\x18\x01 \x01(\v2\".mcias.plugin.custody.v1.PublicKeyR\x03key\x122\n" +
 	"\x02at\x18\x02 \x01(\v2\".mcias.plugin.custody.v1.TimestampR\x02at\"\x1b\n" +
-	"\x19ImportRetiringKeyResponse2\xbf\b\n" +
+	"\x19ImportRetiringKeyResponse\"\x16\n" +
+	"\x14AllPublicKeysRequest\"O\n" +
+	"\x15AllPublicKeysResponse\x126\n" +
+	"\x04keys\x18\x01 \x03(\v2\".mcias.plugin.custody.v1.PublicKeyR\x04keys2\xaf\t\n" +
 	"\tCustodian\x12S\n" +
 	"\x04Open\x12$.mcias.plugin.custody.v1.OpenRequest\x1a%.mcias.plugin.custody.v1.OpenResponse\x12S\n" +
 	"\x04Info\x12$.mcias.plugin.custody.v1.InfoRequest\x1a%.mcias.plugin.custody.v1.InfoResponse\x12e\n" +
@@ -1200,7 +1283,8 @@ const file_mcias_plugin_custody_v1_custody_proto_rawDesc = "" +
 	"\rCreateNextKey\x12-.mcias.plugin.custody.v1.CreateNextKeyRequest\x1a..mcias.plugin.custody.v1.CreateNextKeyResponse\x12h\n" +
 	"\vActivateKey\x12+.mcias.plugin.custody.v1.ActivateKeyRequest\x1a,.mcias.plugin.custody.v1.ActivateKeyResponse\x12b\n" +
 	"\tRetireKey\x12).mcias.plugin.custody.v1.RetireKeyRequest\x1a*.mcias.plugin.custody.v1.RetireKeyResponse\x12z\n" +
-	"\x11ImportRetiringKey\x121.mcias.plugin.custody.v1.ImportRetiringKeyRequest\x1a2.mcias.plugin.custody.v1.ImportRetiringKeyResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1b\x06proto3"
+	"\x11ImportRetiringKey\x121.mcias.plugin.custody.v1.ImportRetiringKeyRequest\x1a2.mcias.plugin.custody.v1.ImportRetiringKeyResponse\x12n\n" +
+	"\rAllPublicKeys\x12-.mcias.plugin.custody.v1.AllPublicKeysRequest\x1a..mcias.plugin.custody.v1.AllPublicKeysResponseB@Z>github.com/metacircular/mcias/sdk/plugin/internal/pb/custodyv1b\x06proto3"
 
 var (
 	file_mcias_plugin_custody_v1_custody_proto_rawDescOnce sync.Once
@@ -1214,7 +1298,7 @@ func file_mcias_plugin_custody_v1_custody_proto_rawDescGZIP() []byte {
 	return file_mcias_plugin_custody_v1_custody_proto_rawDescData
 }
 
-var file_mcias_plugin_custody_v1_custody_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_mcias_plugin_custody_v1_custody_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_mcias_plugin_custody_v1_custody_proto_goTypes = []any{
 	(*Timestamp)(nil),                 // 0: mcias.plugin.custody.v1.Timestamp
 	(*OpenRequest)(nil),               // 1: mcias.plugin.custody.v1.OpenRequest
@@ -1240,6 +1324,8 @@ var file_mcias_plugin_custody_v1_custody_proto_goTypes = []any{
 	(*RetireKeyResponse)(nil),         // 21: mcias.plugin.custody.v1.RetireKeyResponse
 	(*ImportRetiringKeyRequest)(nil),  // 22: mcias.plugin.custody.v1.ImportRetiringKeyRequest
 	(*ImportRetiringKeyResponse)(nil), // 23: mcias.plugin.custody.v1.ImportRetiringKeyResponse
+	(*AllPublicKeysRequest)(nil),      // 24: mcias.plugin.custody.v1.AllPublicKeysRequest
+	(*AllPublicKeysResponse)(nil),     // 25: mcias.plugin.custody.v1.AllPublicKeysResponse
 }
 var file_mcias_plugin_custody_v1_custody_proto_depIdxs = []int32{
 	0,  // 0: mcias.plugin.custody.v1.PublicKey.created_at:type_name -> mcias.plugin.custody.v1.Timestamp
@@ -1251,33 +1337,36 @@ var file_mcias_plugin_custody_v1_custody_proto_depIdxs = []int32{
 	0,  // 6: mcias.plugin.custody.v1.RetireKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
 	5,  // 7: mcias.plugin.custody.v1.ImportRetiringKeyRequest.key:type_name -> mcias.plugin.custody.v1.PublicKey
 	0,  // 8: mcias.plugin.custody.v1.ImportRetiringKeyRequest.at:type_name -> mcias.plugin.custody.v1.Timestamp
-	1,  // 9: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
-	3,  // 10: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
-	6,  // 11: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
-	8,  // 12: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
-	10, // 13: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
-	12, // 14: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
-	14, // 15: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
-	16, // 16: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
-	18, // 17: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
-	20, // 18: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
-	22, // 19: mcias.plugin.custody.v1.Custodian.ImportRetiringKey:input_type -> mcias.plugin.custody.v1.ImportRetiringKeyRequest
-	2,  // 20: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
-	4,  // 21: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
-	7,  // 22: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
-	9,  // 23: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
-	11, // 24: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
-	13, // 25: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
-	15, // 26: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
-	17, // 27: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
-	19, // 28: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
-	21, // 29: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
-	23, // 30: mcias.plugin.custody.v1.Custodian.ImportRetiringKey:output_type -> mcias.plugin.custody.v1.ImportRetiringKeyResponse
-	20, // [20:31] is the sub-list for method output_type
-	9,  // [9:20] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	5,  // 9: mcias.plugin.custody.v1.AllPublicKeysResponse.keys:type_name -> mcias.plugin.custody.v1.PublicKey
+	1,  // 10: mcias.plugin.custody.v1.Custodian.Open:input_type -> mcias.plugin.custody.v1.OpenRequest
+	3,  // 11: mcias.plugin.custody.v1.Custodian.Info:input_type -> mcias.plugin.custody.v1.InfoRequest
+	6,  // 12: mcias.plugin.custody.v1.Custodian.PublicKeys:input_type -> mcias.plugin.custody.v1.PublicKeysRequest
+	8,  // 13: mcias.plugin.custody.v1.Custodian.Sign:input_type -> mcias.plugin.custody.v1.SignRequest
+	10, // 14: mcias.plugin.custody.v1.Custodian.Encrypt:input_type -> mcias.plugin.custody.v1.EncryptRequest
+	12, // 15: mcias.plugin.custody.v1.Custodian.Decrypt:input_type -> mcias.plugin.custody.v1.DecryptRequest
+	14, // 16: mcias.plugin.custody.v1.Custodian.Close:input_type -> mcias.plugin.custody.v1.CloseRequest
+	16, // 17: mcias.plugin.custody.v1.Custodian.CreateNextKey:input_type -> mcias.plugin.custody.v1.CreateNextKeyRequest
+	18, // 18: mcias.plugin.custody.v1.Custodian.ActivateKey:input_type -> mcias.plugin.custody.v1.ActivateKeyRequest
+	20, // 19: mcias.plugin.custody.v1.Custodian.RetireKey:input_type -> mcias.plugin.custody.v1.RetireKeyRequest
+	22, // 20: mcias.plugin.custody.v1.Custodian.ImportRetiringKey:input_type -> mcias.plugin.custody.v1.ImportRetiringKeyRequest
+	24, // 21: mcias.plugin.custody.v1.Custodian.AllPublicKeys:input_type -> mcias.plugin.custody.v1.AllPublicKeysRequest
+	2,  // 22: mcias.plugin.custody.v1.Custodian.Open:output_type -> mcias.plugin.custody.v1.OpenResponse
+	4,  // 23: mcias.plugin.custody.v1.Custodian.Info:output_type -> mcias.plugin.custody.v1.InfoResponse
+	7,  // 24: mcias.plugin.custody.v1.Custodian.PublicKeys:output_type -> mcias.plugin.custody.v1.PublicKeysResponse
+	9,  // 25: mcias.plugin.custody.v1.Custodian.Sign:output_type -> mcias.plugin.custody.v1.SignResponse
+	11, // 26: mcias.plugin.custody.v1.Custodian.Encrypt:output_type -> mcias.plugin.custody.v1.EncryptResponse
+	13, // 27: mcias.plugin.custody.v1.Custodian.Decrypt:output_type -> mcias.plugin.custody.v1.DecryptResponse
+	15, // 28: mcias.plugin.custody.v1.Custodian.Close:output_type -> mcias.plugin.custody.v1.CloseResponse
+	17, // 29: mcias.plugin.custody.v1.Custodian.CreateNextKey:output_type -> mcias.plugin.custody.v1.CreateNextKeyResponse
+	19, // 30: mcias.plugin.custody.v1.Custodian.ActivateKey:output_type -> mcias.plugin.custody.v1.ActivateKeyResponse
+	21, // 31: mcias.plugin.custody.v1.Custodian.RetireKey:output_type -> mcias.plugin.custody.v1.RetireKeyResponse
+	23, // 32: mcias.plugin.custody.v1.Custodian.ImportRetiringKey:output_type -> mcias.plugin.custody.v1.ImportRetiringKeyResponse
+	25, // 33: mcias.plugin.custody.v1.Custodian.AllPublicKeys:output_type -> mcias.plugin.custody.v1.AllPublicKeysResponse
+	22, // [22:34] is the sub-list for method output_type
+	10, // [10:22] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_mcias_plugin_custody_v1_custody_proto_init() }
@@ -1291,7 +1380,7 @@ func file_mcias_plugin_custody_v1_custody_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_mcias_plugin_custody_v1_custody_proto_rawDesc), len(file_mcias_plugin_custody_v1_custody_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

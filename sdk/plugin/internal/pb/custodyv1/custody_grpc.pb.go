@@ -39,6 +39,7 @@ const (
 	Custodian_ActivateKey_FullMethodName       = "/mcias.plugin.custody.v1.Custodian/ActivateKey"
 	Custodian_RetireKey_FullMethodName         = "/mcias.plugin.custody.v1.Custodian/RetireKey"
 	Custodian_ImportRetiringKey_FullMethodName = "/mcias.plugin.custody.v1.Custodian/ImportRetiringKey"
+	Custodian_AllPublicKeys_FullMethodName     = "/mcias.plugin.custody.v1.Custodian/AllPublicKeys"
 )
 
 // CustodianClient is the client API for Custodian service.
@@ -61,6 +62,9 @@ type CustodianClient interface {
 	RetireKey(ctx context.Context, in *RetireKeyRequest, opts ...grpc.CallOption) (*RetireKeyResponse, error)
 	// sdk/custody.KeyImporter; UNIMPLEMENTED when the custodian has none.
 	ImportRetiringKey(ctx context.Context, in *ImportRetiringKeyRequest, opts ...grpc.CallOption) (*ImportRetiringKeyResponse, error)
+	// sdk/custody.KeyHistory: every key, retired ones included; UNIMPLEMENTED
+	// when the custodian does not keep retired keys.
+	AllPublicKeys(ctx context.Context, in *AllPublicKeysRequest, opts ...grpc.CallOption) (*AllPublicKeysResponse, error)
 }
 
 type custodianClient struct {
@@ -181,6 +185,16 @@ func (c *custodianClient) ImportRetiringKey(ctx context.Context, in *ImportRetir
 	return out, nil
 }
 
+func (c *custodianClient) AllPublicKeys(ctx context.Context, in *AllPublicKeysRequest, opts ...grpc.CallOption) (*AllPublicKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AllPublicKeysResponse)
+	err := c.cc.Invoke(ctx, Custodian_AllPublicKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CustodianServer is the server API for Custodian service.
 // All implementations must embed UnimplementedCustodianServer
 // for forward compatibility.
@@ -201,6 +215,9 @@ type CustodianServer interface {
 	RetireKey(context.Context, *RetireKeyRequest) (*RetireKeyResponse, error)
 	// sdk/custody.KeyImporter; UNIMPLEMENTED when the custodian has none.
 	ImportRetiringKey(context.Context, *ImportRetiringKeyRequest) (*ImportRetiringKeyResponse, error)
+	// sdk/custody.KeyHistory: every key, retired ones included; UNIMPLEMENTED
+	// when the custodian does not keep retired keys.
+	AllPublicKeys(context.Context, *AllPublicKeysRequest) (*AllPublicKeysResponse, error)
 	mustEmbedUnimplementedCustodianServer()
 }
 
@@ -243,6 +260,9 @@ func (UnimplementedCustodianServer) RetireKey(context.Context, *RetireKeyRequest
 }
 func (UnimplementedCustodianServer) ImportRetiringKey(context.Context, *ImportRetiringKeyRequest) (*ImportRetiringKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportRetiringKey not implemented")
+}
+func (UnimplementedCustodianServer) AllPublicKeys(context.Context, *AllPublicKeysRequest) (*AllPublicKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllPublicKeys not implemented")
 }
 func (UnimplementedCustodianServer) mustEmbedUnimplementedCustodianServer() {}
 func (UnimplementedCustodianServer) testEmbeddedByValue()                   {}
@@ -463,6 +483,24 @@ func _Custodian_ImportRetiringKey_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Custodian_AllPublicKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AllPublicKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CustodianServer).AllPublicKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Custodian_AllPublicKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CustodianServer).AllPublicKeys(ctx, req.(*AllPublicKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Custodian_ServiceDesc is the grpc.ServiceDesc for Custodian service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -513,6 +551,10 @@ var Custodian_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportRetiringKey",
 			Handler:    _Custodian_ImportRetiringKey_Handler,
+		},
+		{
+			MethodName: "AllPublicKeys",
+			Handler:    _Custodian_AllPublicKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,221 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+)
+
+// KeyLookup returns the Ed25519 public key a checkpoint names by kid, and
+// false when the verifier does not know it.
+type KeyLookup func(kid string) (ed25519.PublicKey, bool)
+
+// Break describes the first broken link a Verifier found.
+type Break struct {
+	// Seq and ID name the event at which the chain stops verifying. For
+	// a deleted event it is the event after the hole; for a modified one
+	// the event itself.
+	Seq    int64
+	ID     string
+	Reason string
+}
+
+func (b *Break) Error() string {
+	return fmt.Sprintf("audit chain broken at seq %d (event %s): %s", b.Seq, b.ID, b.Reason)
+}
+
+// Result is what a Verifier has established so far.
+type Result struct {
+	// Events counts the events checked (before the break, if any, plus
+	// the breaking one).
+	Events int64
+	// Checkpoints counts the checkpoint events whose signature verified
+	// and whose (seq, hash) matched the chain.
+	Checkpoints int64
+	// LastCheckpointSeq is the Seq of the last verified checkpoint event
+	// (0 when none); LastCheckpointHead the chain seq it vouches for.
+	LastCheckpointSeq  int64
+	LastCheckpointHead int64
+	// AfterCheckpoint counts the events after the last verified
+	// checkpoint event (all events when there is none). Nothing but a
+	// later checkpoint vouches for them: deleting them from the end of
+	// the log leaves a chain that verifies. An operator compares this
+	// with the checkpoint interval.
+	AfterCheckpoint int64
+	// Gaps counts places where Seq jumps by more than one while the hash
+	// links hold (a storage sequence that skipped numbers). They are not
+	// breaks: every event's PrevHash names the event stored before it, so
+	// a deleted event breaks the next link whatever the numbering.
+	Gaps int64
+	// HeadSeq and HeadHash are the last event checked: the point to
+	// resume from (NewVerifierFrom) with the next batch.
+	HeadSeq  int64
+	HeadHash []byte
+	// Break is the first broken link; nil when everything checked holds.
+	Break *Break
+}
+
+// DefaultWindow is how many recent (seq, hash) pairs a Verifier keeps to
+// check the head a checkpoint names: a checkpointer signs the head it
+// read and appends the checkpoint after it, so events stored in between
+// put the named seq a little behind the checkpoint's own.
+const DefaultWindow = 4096
+
+// Verifier checks an audit chain fed to it event by event in ascending
+// Seq order. Memory stays constant (Window hashes) however long the log.
+// It is not safe for concurrent use.
+//
+// It checks that every event's Hash is ChainHash(PrevHash, event), that
+// its PrevHash is the previous event's Hash (GenesisHash for the first
+// event of the log, or the starting hash given to NewVerifierFrom), that
+// Seq strictly increases, and that every checkpoint event carries a valid
+// Ed25519 signature, by a key the KeyLookup knows, over the (seq, hash)
+// it names, and that this pair is in the chain.
+type Verifier struct {
+	keys   KeyLookup
+	window int
+	ring   []link // recent links, ring[i%window]
+	n      int64  // links in ring so far
+	start  link   // the point verification started from
+	res    Result
+}
+
+type link struct {
+	seq  int64
+	hash []byte
+}
+
+// NewVerifier verifies a log from its first event.
+func NewVerifier(keys KeyLookup) *Verifier {
+	return NewVerifierFrom(0, GenesisHash(), keys)
+}
+
+// NewVerifierFrom verifies the events after seq, whose Hash is hash (for
+// example a HeadHash a previous run returned, or the head a trusted
+// checkpoint named). Pass 0 and GenesisHash() for the whole log.
+func NewVerifierFrom(seq int64, hash []byte, keys KeyLookup) *Verifier {
+	if keys == nil {
+		keys = func(string) (ed25519.PublicKey, bool) { return nil, false }
+	}
+	v := &Verifier{keys: keys, window: DefaultWindow, start: link{seq, bytes.Clone(hash)}}
+	v.res.HeadSeq, v.res.HeadHash = seq, bytes.Clone(hash)
+	return v
+}
+
+// SetWindow changes how far back (in events) a checkpoint may name its
+// head; call it before the first Add.
+func (v *Verifier) SetWindow(n int) {
+	if n > 0 && v.n == 0 {
+		v.window = n
+	}
+}
+
+// Add checks the next event. It returns the Break once the chain is
+// broken, and the same Break for every later call: only the first broken
+// link is meaningful, everything after it is unverified.
+func (v *Verifier) Add(ev Event) error {
+	if v.res.Break != nil {
+		return v.res.Break
+	}
+	v.res.Events++
+	fail := func(format string, args ...any) error {
+		v.res.Break = &Break{Seq: ev.Seq, ID: ev.ID, Reason: fmt.Sprintf(format, args...)}
+		return v.res.Break
+	}
+	switch {
+	case len(ev.PrevHash) == 0 && len(ev.Hash) == 0:
+		return fail("the event carries no chain hashes: the storage backend does not chain events")
+	case ev.Seq <= v.res.HeadSeq:
+		return fail("seq %d does not follow seq %d (events reordered or repeated)", ev.Seq, v.res.HeadSeq)
+	case !bytes.Equal(ev.PrevHash, v.res.HeadHash):
+		if v.res.HeadSeq == 0 {
+			return fail("prev_hash is not the genesis hash: events before it are missing")
+		}
+		return fail("prev_hash does not match the hash of seq %d: an event between them was deleted or changed", v.res.HeadSeq)
+	case !bytes.Equal(ev.Hash, ChainHash(ev.PrevHash, ev)):
+		return fail("hash does not match the event's contents: the event was modified")
+	}
+	if ev.Seq != v.res.HeadSeq+1 {
+		v.res.Gaps++
+	}
+	if ev.Type == Checkpoint {
+		if err := v.checkpoint(ev); err != nil {
+			return fail("checkpoint: %v", err)
+		}
+		v.res.Checkpoints++
+		v.res.LastCheckpointSeq = ev.Seq
+		v.res.AfterCheckpoint = -1 // the increment below makes it 0
+	}
+	v.res.AfterCheckpoint++
+	v.res.HeadSeq, v.res.HeadHash = ev.Seq, bytes.Clone(ev.Hash)
+	if len(v.ring) < v.window {
+		v.ring = append(v.ring, link{})
+	}
+	v.ring[v.n%int64(v.window)] = link{ev.Seq, v.res.HeadHash}
+	v.n++
+	return nil
+}
+
+// checkpoint checks a checkpoint event's signature and the head it names.
+func (v *Verifier) checkpoint(ev Event) error {
+	d := ev.Details
+	seq, err := strconv.ParseInt(d["seq"], 10, 64)
+	if err != nil || seq < 0 {
+		return fmt.Errorf("seq %q is not a sequence number", d["seq"])
+	}
+	head, err := hex.DecodeString(d["hash"])
+	if err != nil || len(head) != HashSize {
+		return fmt.Errorf("hash %q is not a hex chain hash", d["hash"])
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(d["sig"])
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("sig is not a base64url Ed25519 signature")
+	}
+	kid := d["kid"]
+	pub, ok := v.keys(kid)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return fmt.Errorf("signed by unknown key %q", kid)
+	}
+	if !ed25519.Verify(pub, CheckpointMessage(seq, head), sig) {
+		return fmt.Errorf("signature by key %q does not verify", kid)
+	}
+	if seq >= ev.Seq {
+		return fmt.Errorf("names seq %d, not before its own seq %d", seq, ev.Seq)
+	}
+	want, ok := v.hashAt(seq)
+	if !ok {
+		return fmt.Errorf("names seq %d, which is not in the chain checked (or more than %d events back)", seq, v.window)
+	}
+	if !bytes.Equal(want, head) {
+		return fmt.Errorf("names hash %s for seq %d, but the chain has %x there", d["hash"], seq, want)
+	}
+	v.res.LastCheckpointHead = seq
+	return nil
+}
+
+// hashAt returns the hash of seq from the starting point or the window.
+func (v *Verifier) hashAt(seq int64) ([]byte, bool) {
+	if seq == v.start.seq {
+		return v.start.hash, true
+	}
+	for _, l := range v.ring {
+		if l.seq == seq {
+			return l.hash, true
+		}
+	}
+	return nil, false
+}
+
+// Result reports what has been checked so far.
+func (v *Verifier) Result() Result {
+	r := v.res
+	r.HeadHash = bytes.Clone(r.HeadHash)
+	if r.Break != nil {
+		b := *r.Break
+		r.Break = &b
+	}
+	return r
+}
