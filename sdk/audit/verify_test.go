@@ -122,7 +122,7 @@ func TestVerifyIntact(t *testing.T) {
 		t.Fatalf("intact chain broken: %v", r.Break)
 	}
 	if r.Events != 20 || r.Checkpoints != 2 || r.LastCheckpointSeq != 17 || r.LastCheckpointHead != 16 ||
-		r.AfterCheckpoint != 3 || r.HeadSeq != 20 || r.Gaps != 0 {
+		r.AfterCheckpoint != 4 || r.Stale != 0 || r.HeadSeq != 20 || r.Gaps != 0 {
 		t.Fatalf("result = %+v", r)
 	}
 	// Verifying in two runs, the second from where the first stopped,
@@ -297,12 +297,46 @@ func TestVerifyTailTruncation(t *testing.T) {
 	if full.Break != nil || cut.Break != nil {
 		t.Fatalf("breaks: %v %v", full.Break, cut.Break)
 	}
-	if full.AfterCheckpoint != 3 || cut.AfterCheckpoint != 1 || cut.LastCheckpointSeq != 17 {
+	// The checkpoint event itself counts: it can be cut off as well.
+	if full.AfterCheckpoint != 4 || cut.AfterCheckpoint != 2 || cut.LastCheckpointSeq != 17 {
 		t.Fatalf("after checkpoint: full %+v, cut %+v", full, cut)
 	}
 	none := verifyAll(b.keys(), b.events[:10])
 	if none.Checkpoints != 0 || none.AfterCheckpoint != 10 {
 		t.Fatalf("no checkpoint: %+v", none)
+	}
+}
+
+// A copy of an old checkpoint placed later in a rewritten log verifies
+// (its signature and the head it names are genuine) but vouches for
+// nothing after that head: the result must not count the rewritten events
+// as covered. Before, AfterCheckpoint restarted at the copy, so a log with
+// an event changed after the first checkpoint and every later hash
+// recomputed reported 3 unvouched events instead of 10.
+func TestVerifyReplayedCheckpointVouchesForNothingNew(t *testing.T) {
+	b := sampleChain(t)
+	evs := slices.Clone(b.events)
+	evs[12].AccountID = "someone-else" // seq 13, after the first checkpoint (seq 11, head 10)
+	cp := evs[16]                      // the second checkpoint, seq 17
+	cp.Details = evs[10].Details       // replaced by a copy of the first
+	evs[16] = cp
+	r := verifyAll(b.keys(), rechain(evs, 12))
+	if r.Break != nil {
+		t.Fatalf("the copy should verify as a checkpoint of seq 10: %v", r.Break)
+	}
+	if r.Checkpoints != 2 || r.Stale != 1 || r.LastCheckpointSeq != 11 || r.LastCheckpointHead != 10 ||
+		r.AfterCheckpoint != 10 {
+		t.Fatalf("result = %+v, want the chain vouched for up to seq 10 only (10 events after it, 1 stale checkpoint)", r)
+	}
+	// A checkpoint named behind its own seq: the events between the head
+	// it names and itself are not vouched for either.
+	b2 := newChainBuilder(t)
+	b2.add(5)
+	seq, head := b2.head()
+	b2.add(3)
+	b2.appendCheckpoint(checkpointDetails(b2.priv, b2.kid, seq, head))
+	if r := verifyAll(b2.keys(), b2.events); r.Break != nil || r.AfterCheckpoint != 4 {
+		t.Fatalf("checkpoint behind its head: %+v, want 4 events (6, 7, 8 and the checkpoint) not vouched for", r)
 	}
 }
 
