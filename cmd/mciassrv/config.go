@@ -463,7 +463,9 @@ func (c *Config) validateAudit(add func(string, ...any)) {
 		if u.Scheme == pluginScheme {
 			return u.Opaque
 		}
-		return u.Scheme
+		// syslog+tcp and syslog+unix are "syslog", as their backend (and
+		// plugin) is named: a "+" is not allowed in a sink name.
+		return builtinPlugin(u.Scheme)
 	}
 	explicit := map[string]int{}
 	for _, s := range a.Sinks {
@@ -544,7 +546,9 @@ func checkScheme(add func(string, ...any), key, uri string, known []string) stri
 	}
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
-		add("%s %q is not a URI of the form scheme:... (known schemes: %s)", key, uri, strings.Join(known, ", "))
+		// Neither the URI nor url.Parse's error (which quotes it) is
+		// shown: a URI that does not parse may still hold a password.
+		add("%s is not a URI of the form scheme:... (known schemes: %s; the value is not shown, it may hold a password)", key, strings.Join(known, ", "))
 		return ""
 	}
 	for _, k := range known {
