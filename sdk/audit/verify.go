@@ -33,7 +33,9 @@ type Result struct {
 	// the breaking one).
 	Events int64
 	// Checkpoints counts the checkpoint events whose signature verified
-	// and whose (seq, hash) matched the chain.
+	// and whose (seq, hash) matched the chain (or, in a resumed
+	// verification, named a seq before its start, which only the earlier
+	// run could check: those count in Stale too).
 	Checkpoints int64
 	// LastCheckpointSeq is the Seq of the verified checkpoint event that
 	// vouches for the longest chain (0 when none); LastCheckpointHead the
@@ -50,7 +52,8 @@ type Result struct {
 	// checkpoint interval.
 	AfterCheckpoint int64
 	// Stale counts verified checkpoints that named a head no later than
-	// one an earlier checkpoint vouched for. A server writes one only in
+	// one an earlier checkpoint vouched for, or before the start of a
+	// resumed verification. A server writes one only in
 	// a rare race between two nodes; a copy of an old checkpoint placed
 	// later in a rewritten log is one too.
 	Stale int64
@@ -158,7 +161,7 @@ func (v *Verifier) Add(ev Event) error {
 			return fail("checkpoint: %v", err)
 		}
 		v.res.Checkpoints++
-		if named.seq > v.res.LastCheckpointHead || v.res.LastCheckpointSeq == 0 {
+		if named.ord >= 0 && (named.seq > v.res.LastCheckpointHead || v.res.LastCheckpointSeq == 0) {
 			v.res.LastCheckpointSeq, v.res.LastCheckpointHead = ev.Seq, named.seq
 			// This event is ordinal n+1; the events after the named
 			// head, this one included, are not vouched for.
@@ -177,7 +180,7 @@ func (v *Verifier) Add(ev Event) error {
 }
 
 // checkpoint checks a checkpoint event's signature and the head it names,
-// and returns that head's link.
+// and returns that head's link (ord -1 for a head before the start).
 func (v *Verifier) checkpoint(ev Event) (link, error) {
 	d := ev.Details
 	seq, err := strconv.ParseInt(d["seq"], 10, 64)
@@ -202,6 +205,13 @@ func (v *Verifier) checkpoint(ev Event) (link, error) {
 	}
 	if seq >= ev.Seq {
 		return link{}, fmt.Errorf("names seq %d, not before its own seq %d", seq, ev.Seq)
+	}
+	if seq < v.start.seq {
+		// A resumed verification cannot check a head before its start;
+		// the run that verified up to the start could. Such a checkpoint
+		// (its signing began before the start was stored and it was
+		// appended after) vouches for nothing after the start.
+		return link{seq: seq, ord: -1}, nil
 	}
 	want, ok := v.linkAt(seq)
 	if !ok {

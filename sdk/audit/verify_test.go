@@ -340,6 +340,45 @@ func TestVerifyReplayedCheckpointVouchesForNothingNew(t *testing.T) {
 	}
 }
 
+// A checkpoint whose signing began before the head a previous run
+// stopped at, and which was appended after it, names a seq before the
+// start of the resumed run: its signature is checked, but it vouches for
+// nothing after the start. Before, it broke the resumed run ("not in the
+// chain checked"), a false alarm on an intact log.
+func TestVerifyResumedBeforeAnInFlightCheckpoint(t *testing.T) {
+	b := newChainBuilder(t)
+	b.add(5)
+	seq, head := b.head() // the checkpointer reads head 5 and signs it
+	b.add(1)              // meanwhile event 6 is stored; a run stops at it
+	startSeq, startHash := b.head()
+	b.appendCheckpoint(checkpointDetails(b.priv, b.kid, seq, head)) // seq 7, names 5
+	b.add(2)
+	v := audit.NewVerifierFrom(startSeq, startHash, b.keys())
+	for _, ev := range b.events[startSeq:] {
+		if err := v.Add(ev); err != nil {
+			t.Fatalf("resumed run broke on an intact log: %v", err)
+		}
+	}
+	if r := v.Result(); r.Checkpoints != 1 || r.Stale != 1 || r.LastCheckpointSeq != 0 || r.AfterCheckpoint != 3 {
+		t.Fatalf("result = %+v, want one stale checkpoint and 3 events no checkpoint vouches for", r)
+	}
+	// A bad signature on such a checkpoint still breaks the chain.
+	_, other, _ := ed25519.GenerateKey(nil)
+	evs := slices.Clone(b.events)
+	evs[6].Details = checkpointDetails(other, b.kid, seq, head)
+	evs = rechain(evs, 6)
+	v = audit.NewVerifierFrom(startSeq, startHash, b.keys())
+	var err error
+	for _, ev := range evs[startSeq:] {
+		if err = v.Add(ev); err != nil {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("forged checkpoint before the start: %v", err)
+	}
+}
+
 // Seq gaps whose links hold are not breaks (a storage sequence may skip
 // numbers); they are counted.
 func TestVerifyGapWithIntactLinks(t *testing.T) {
