@@ -24,7 +24,25 @@ type Break struct {
 }
 
 func (b *Break) Error() string {
-	return fmt.Sprintf("audit chain broken at seq %d (event %s): %s", b.Seq, b.ID, b.Reason)
+	id := b.ID
+	if !plainID(id) {
+		// Whoever tampered with the log wrote this text: quoted, it
+		// cannot end the line or move a terminal's cursor to forge the
+		// verifier's report.
+		id = strconv.Quote(id)
+	}
+	return fmt.Sprintf("audit chain broken at seq %d (event %s): %s", b.Seq, id, b.Reason)
+}
+
+// plainID reports whether id is non-empty and only letters, digits, '.',
+// '_' and '-' (as every ID the server makes is).
+func plainID(id string) bool {
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return id != ""
 }
 
 // Result is what a Verifier has established so far.

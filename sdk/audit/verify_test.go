@@ -428,6 +428,27 @@ func TestVerifyCheckpointOfStart(t *testing.T) {
 	}
 }
 
+// The event ID in a break's message is text whoever tampered with the
+// log chose: it is quoted unless plain, so it cannot start a new line or
+// carry terminal escapes into the verifier's report.
+func TestVerifyBreakQuotesAForgedID(t *testing.T) {
+	b := sampleChain(t)
+	evs := slices.Clone(b.events)
+	evs[2].ID = "x)\n\x1b[2K\raudit chain intact\n"
+	r := verifyAll(b.keys(), evs)
+	if r.Break == nil {
+		t.Fatal("the changed event verified")
+	}
+	if msg := r.Break.Error(); strings.ContainsAny(msg, "\n\r\x1b") || !strings.Contains(msg, `(event "x)\n\x1b[2K\raudit chain intact\n")`) {
+		t.Fatalf("break message %q", msg)
+	}
+	evs = slices.Clone(b.events)
+	evs[2].IP = "127.0.0.9"
+	if msg := verifyAll(b.keys(), evs).Break.Error(); !strings.Contains(msg, "(event ev-3)") {
+		t.Fatalf("a plain id is quoted: %q", msg)
+	}
+}
+
 // After the first break every later Add returns it unchanged.
 func TestVerifyBreakSticks(t *testing.T) {
 	b := sampleChain(t)
