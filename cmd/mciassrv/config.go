@@ -425,6 +425,9 @@ func (c *Config) validatePlugins(add func(string, ...any), known knownSchemes) {
 	}
 }
 
+// minCheckpointEvery is the shortest checkpoint period accepted.
+const minCheckpointEvery = 100 * time.Millisecond
+
 var sinkNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
 // validateAudit checks [audit] and names every sink: a sink without a
@@ -446,8 +449,9 @@ func (c *Config) validateAudit(add func(string, ...any)) {
 	if a.BreakerFailures < 1 {
 		add("audit.breaker_failures must be at least 1")
 	}
-	if a.CheckpointEvery.Duration < 0 {
-		add("audit.checkpoint_every must be 0 (no checkpoints) or positive")
+	if d := a.CheckpointEvery.Duration; d < 0 || (d > 0 && d < minCheckpointEvery) {
+		// Below that the checkpoint loop is a busy loop reading the head.
+		add("audit.checkpoint_every must be 0 (no checkpoints) or at least %s", minCheckpointEvery)
 	}
 	if d := a.BatchDelay.Duration; d < 0 || d > 10*time.Second {
 		add("audit.batch_delay must be between 0 (none) and 10s")

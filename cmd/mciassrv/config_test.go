@@ -92,6 +92,9 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"case=zero deliver timeout", validTOML + "\n[audit]\ndeliver_timeout = \"0s\"\n", []string{"audit.deliver_timeout must be positive"}},
 		{"case=retry max below min", validTOML + "\n[audit]\nretry_min = \"1s\"\nretry_max = \"100ms\"\n", []string{"audit.retry_max"}},
 		{"case=no breaker", validTOML + "\n[audit]\nbreaker_failures = 0\n", []string{"audit.breaker_failures"}},
+		// "1ns" passed: the checkpoint loop then spun on the head.
+		{"case=checkpoint period too short", validTOML + "\n[audit]\ncheckpoint_every = \"1ns\"\n", []string{"audit.checkpoint_every must be 0 (no checkpoints) or at least 100ms"}},
+		{"case=negative checkpoint period", validTOML + "\n[audit]\ncheckpoint_every = \"-1s\"\n", []string{"audit.checkpoint_every"}},
 		{"case=short lease", validTOML + "\n[audit]\nlease_ttl = \"10ms\"\n", []string{"audit.lease_ttl must be at least 1s"}},
 		{"case=negative publish_ahead", validTOML + "\n[keys]\npublish_ahead = \"-1s\"\n", []string{"keys.publish_ahead"}},
 	}
