@@ -425,6 +425,9 @@ func (c *Config) validatePlugins(add func(string, ...any), known knownSchemes) {
 	}
 }
 
+// minCheckpointEvery is the shortest checkpoint period accepted.
+const minCheckpointEvery = 100 * time.Millisecond
+
 var sinkNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,63}$`)
 
 // validateAudit checks [audit] and names every sink: a sink without a
@@ -446,8 +449,9 @@ func (c *Config) validateAudit(add func(string, ...any)) {
 	if a.BreakerFailures < 1 {
 		add("audit.breaker_failures must be at least 1")
 	}
-	if a.CheckpointEvery.Duration < 0 {
-		add("audit.checkpoint_every must be 0 (no checkpoints) or positive")
+	if d := a.CheckpointEvery.Duration; d < 0 || (d > 0 && d < minCheckpointEvery) {
+		// Below that the checkpoint loop is a busy loop reading the head.
+		add("audit.checkpoint_every must be 0 (no checkpoints) or at least %s", minCheckpointEvery)
 	}
 	if d := a.BatchDelay.Duration; d < 0 || d > 10*time.Second {
 		add("audit.batch_delay must be between 0 (none) and 10s")
@@ -463,7 +467,9 @@ func (c *Config) validateAudit(add func(string, ...any)) {
 		if u.Scheme == pluginScheme {
 			return u.Opaque
 		}
-		return builtinPlugin(u.Scheme) // syslog+tcp is "syslog"
+		// syslog+tcp and syslog+unix are "syslog", as their backend (and
+		// plugin) is named: a "+" is not allowed in a sink name.
+		return builtinPlugin(u.Scheme)
 	}
 	explicit := map[string]int{}
 	for _, s := range a.Sinks {
@@ -544,7 +550,9 @@ func checkScheme(add func(string, ...any), key, uri string, known []string) stri
 	}
 	u, err := url.Parse(uri)
 	if err != nil || u.Scheme == "" {
-		add("%s %q is not a URI of the form scheme:... (known schemes: %s)", key, uri, strings.Join(known, ", "))
+		// Neither the URI nor url.Parse's error (which quotes it) is
+		// shown: a URI that does not parse may still hold a password.
+		add("%s is not a URI of the form scheme:... (known schemes: %s; the value is not shown, it may hold a password)", key, strings.Join(known, ", "))
 		return ""
 	}
 	for _, k := range known {

@@ -83,6 +83,8 @@ func TestLoadConfigRejects(t *testing.T) {
 			[]string{`audit.sinks[1].name "x" is taken`}},
 		{"case=explicit name shadows derived", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\n[[audit.sinks]]\nuri = \"file:/tmp/b\"\nname = \"file\"\n",
 			[]string{`audit.sinks[0].name is required`}},
+		{"case=unnamed syslog and webhook sinks", validTOML + "\n[[audit.sinks]]\nuri = \"syslog+tcp://127.0.0.1:514\"\n[[audit.sinks]]\nuri = \"syslog+unix:///dev/log\"\n",
+			[]string{`audit.sinks[0].name is required: more than one sink would be named "syslog"`}},
 		{"case=bad sink name", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nname = \"My Sink\"\n", []string{`audit.sinks[0].name "My Sink" must match`}},
 		{"case=bad sink start", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nstart = \"yesterday\"\n", []string{"audit.sinks[0].start"}},
 		{"case=required without bound", validTOML + "\n[[audit.sinks]]\nuri = \"file:/tmp/a\"\nrequired = true\n", []string{"audit.sinks[0].required needs max_lag"}},
@@ -90,6 +92,9 @@ func TestLoadConfigRejects(t *testing.T) {
 		{"case=zero deliver timeout", validTOML + "\n[audit]\ndeliver_timeout = \"0s\"\n", []string{"audit.deliver_timeout must be positive"}},
 		{"case=retry max below min", validTOML + "\n[audit]\nretry_min = \"1s\"\nretry_max = \"100ms\"\n", []string{"audit.retry_max"}},
 		{"case=no breaker", validTOML + "\n[audit]\nbreaker_failures = 0\n", []string{"audit.breaker_failures"}},
+		// "1ns" passed: the checkpoint loop then spun on the head.
+		{"case=checkpoint period too short", validTOML + "\n[audit]\ncheckpoint_every = \"1ns\"\n", []string{"audit.checkpoint_every must be 0 (no checkpoints) or at least 100ms"}},
+		{"case=negative checkpoint period", validTOML + "\n[audit]\ncheckpoint_every = \"-1s\"\n", []string{"audit.checkpoint_every"}},
 		{"case=short lease", validTOML + "\n[audit]\nlease_ttl = \"10ms\"\n", []string{"audit.lease_ttl must be at least 1s"}},
 		{"case=negative publish_ahead", validTOML + "\n[keys]\npublish_ahead = \"-1s\"\n", []string{"keys.publish_ahead"}},
 	}
@@ -154,6 +159,41 @@ checkpoint_every = "0s"
 	d := cfg.Audit.coreDelivery()
 	if d.CheckpointEvery >= 0 || d.DeliverTimeout != 10*time.Second || d.BreakerFailures != 5 || cfg.Audit.LeaseTTL.Duration != 30*time.Second {
 		t.Fatalf("delivery %+v", d)
+	}
+}
+
+// A sink without a name whose scheme has a transport suffix is named
+// after its backend: "syslog+tcp" (which no sink name may be, so the
+// config was refused) is "syslog", "webhook+https" is "webhook".
+func TestLoadConfigDerivedSinkNames(t *testing.T) {
+	body := validTOML + `
+[[audit.sinks]]
+uri = "syslog+tcp://127.0.0.1:514"
+[[audit.sinks]]
+uri = "webhook+https://collector/intake?secret_env=X"
+`
+	cfg, err := loadConfig(writeConfig(t, body), builtinSchemes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := cfg.Audit.Sinks; s[0].Name != "syslog" || s[1].Name != "webhook" {
+		t.Fatalf("sinks %+v", s)
+	}
+}
+
+// A URI that does not parse is reported without its text: it may hold a
+// password (a PostgreSQL URI with a stray "%" in it did, echoed whole).
+func TestLoadConfigMalformedURIHidesIt(t *testing.T) {
+	const pw = "Hunter2Secret"
+	body := strings.Replace(validTOML, "sqlite:///tmp/x.db", "postgres://mcias:"+pw+"%zz@127.0.0.1/db", 1) +
+		"\n[[audit.sinks]]\nuri = \"webhook+https://u:" + pw + "@col lector/x\"\nname = \"w\"\n"
+	_, err := loadConfig(writeConfig(t, body), builtinSchemes())
+	if err == nil || !strings.Contains(err.Error(), "storage.uri is not a URI") ||
+		!strings.Contains(err.Error(), "audit.sinks[0].uri is not a URI") {
+		t.Fatalf("err = %v, want both URIs refused", err)
+	}
+	if strings.Contains(err.Error(), pw) {
+		t.Fatalf("the error shows the password: %v", err)
 	}
 }
 

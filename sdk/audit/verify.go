@@ -24,7 +24,25 @@ type Break struct {
 }
 
 func (b *Break) Error() string {
-	return fmt.Sprintf("audit chain broken at seq %d (event %s): %s", b.Seq, b.ID, b.Reason)
+	id := b.ID
+	if !plainID(id) {
+		// Whoever tampered with the log wrote this text: quoted, it
+		// cannot end the line or move a terminal's cursor to forge the
+		// verifier's report.
+		id = strconv.Quote(id)
+	}
+	return fmt.Sprintf("audit chain broken at seq %d (event %s): %s", b.Seq, id, b.Reason)
+}
+
+// plainID reports whether id is non-empty and only letters, digits, '.',
+// '_' and '-' (as every ID the server makes is).
+func plainID(id string) bool {
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return id != ""
 }
 
 // Result is what a Verifier has established so far.
@@ -33,18 +51,30 @@ type Result struct {
 	// the breaking one).
 	Events int64
 	// Checkpoints counts the checkpoint events whose signature verified
-	// and whose (seq, hash) matched the chain.
+	// and whose (seq, hash) matched the chain (or, in a resumed
+	// verification, named a seq before its start, which only the earlier
+	// run could check: those count in Stale too).
 	Checkpoints int64
-	// LastCheckpointSeq is the Seq of the last verified checkpoint event
-	// (0 when none); LastCheckpointHead the chain seq it vouches for.
+	// LastCheckpointSeq is the Seq of the verified checkpoint event that
+	// vouches for the longest chain (0 when none); LastCheckpointHead the
+	// chain seq it vouches for. A later checkpoint that names an earlier
+	// head (a replayed copy, say) vouches for nothing new and moves
+	// neither; it is counted in Stale.
 	LastCheckpointSeq  int64
 	LastCheckpointHead int64
-	// AfterCheckpoint counts the events after the last verified
-	// checkpoint event (all events when there is none). Nothing but a
-	// later checkpoint vouches for them: deleting them from the end of
-	// the log leaves a chain that verifies. An operator compares this
-	// with the checkpoint interval.
+	// AfterCheckpoint counts the events after LastCheckpointHead, the
+	// checkpoint events among them included (all events when no
+	// checkpoint verified). No signature vouches for them: they can be
+	// changed with fresh hashes or deleted from the end of the log and
+	// the chain still verifies. An operator compares this with the
+	// checkpoint interval.
 	AfterCheckpoint int64
+	// Stale counts verified checkpoints that named a head no later than
+	// one an earlier checkpoint vouched for, or before the start of a
+	// resumed verification. A server writes one only in
+	// a rare race between two nodes; a copy of an old checkpoint placed
+	// later in a rewritten log is one too.
+	Stale int64
 	// Gaps counts places where Seq jumps by more than one while the hash
 	// links hold (a storage sequence that skipped numbers). They are not
 	// breaks: every event's PrevHash names the event stored before it, so
@@ -78,7 +108,7 @@ type Verifier struct {
 	keys   KeyLookup
 	window int
 	ring   []link // recent links, ring[i%window]
-	n      int64  // links in ring so far
+	n      int64  // links added so far; a link's ordinal is n when added (1-based)
 	start  link   // the point verification started from
 	res    Result
 }
@@ -86,6 +116,7 @@ type Verifier struct {
 type link struct {
 	seq  int64
 	hash []byte
+	ord  int64 // 1 for the first event checked; 0 for the starting point
 }
 
 // NewVerifier verifies a log from its first event.
@@ -100,7 +131,7 @@ func NewVerifierFrom(seq int64, hash []byte, keys KeyLookup) *Verifier {
 	if keys == nil {
 		keys = func(string) (ed25519.PublicKey, bool) { return nil, false }
 	}
-	v := &Verifier{keys: keys, window: DefaultWindow, start: link{seq, bytes.Clone(hash)}}
+	v := &Verifier{keys: keys, window: DefaultWindow, start: link{seq, bytes.Clone(hash), 0}}
 	v.res.HeadSeq, v.res.HeadHash = seq, bytes.Clone(hash)
 	return v
 }
@@ -141,72 +172,86 @@ func (v *Verifier) Add(ev Event) error {
 	if ev.Seq != v.res.HeadSeq+1 {
 		v.res.Gaps++
 	}
+	v.res.AfterCheckpoint++
 	if ev.Type == Checkpoint {
-		if err := v.checkpoint(ev); err != nil {
+		named, err := v.checkpoint(ev)
+		if err != nil {
 			return fail("checkpoint: %v", err)
 		}
 		v.res.Checkpoints++
-		v.res.LastCheckpointSeq = ev.Seq
-		v.res.AfterCheckpoint = -1 // the increment below makes it 0
+		if named.ord >= 0 && (named.seq > v.res.LastCheckpointHead || v.res.LastCheckpointSeq == 0) {
+			v.res.LastCheckpointSeq, v.res.LastCheckpointHead = ev.Seq, named.seq
+			// This event is ordinal n+1; the events after the named
+			// head, this one included, are not vouched for.
+			v.res.AfterCheckpoint = v.n + 1 - named.ord
+		} else {
+			v.res.Stale++
+		}
 	}
-	v.res.AfterCheckpoint++
 	v.res.HeadSeq, v.res.HeadHash = ev.Seq, bytes.Clone(ev.Hash)
 	if len(v.ring) < v.window {
 		v.ring = append(v.ring, link{})
 	}
-	v.ring[v.n%int64(v.window)] = link{ev.Seq, v.res.HeadHash}
 	v.n++
+	v.ring[(v.n-1)%int64(v.window)] = link{ev.Seq, v.res.HeadHash, v.n}
 	return nil
 }
 
-// checkpoint checks a checkpoint event's signature and the head it names.
-func (v *Verifier) checkpoint(ev Event) error {
+// checkpoint checks a checkpoint event's signature and the head it names,
+// and returns that head's link (ord -1 for a head before the start).
+func (v *Verifier) checkpoint(ev Event) (link, error) {
 	d := ev.Details
 	seq, err := strconv.ParseInt(d["seq"], 10, 64)
 	if err != nil || seq < 0 {
-		return fmt.Errorf("seq %q is not a sequence number", d["seq"])
+		return link{}, fmt.Errorf("seq %q is not a sequence number", d["seq"])
 	}
 	head, err := hex.DecodeString(d["hash"])
 	if err != nil || len(head) != HashSize {
-		return fmt.Errorf("hash %q is not a hex chain hash", d["hash"])
+		return link{}, fmt.Errorf("hash %q is not a hex chain hash", d["hash"])
 	}
 	sig, err := base64.RawURLEncoding.DecodeString(d["sig"])
 	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("sig is not a base64url Ed25519 signature")
+		return link{}, fmt.Errorf("sig is not a base64url Ed25519 signature")
 	}
 	kid := d["kid"]
 	pub, ok := v.keys(kid)
 	if !ok || len(pub) != ed25519.PublicKeySize {
-		return fmt.Errorf("signed by unknown key %q", kid)
+		return link{}, fmt.Errorf("signed by unknown key %q", kid)
 	}
 	if !ed25519.Verify(pub, CheckpointMessage(seq, head), sig) {
-		return fmt.Errorf("signature by key %q does not verify", kid)
+		return link{}, fmt.Errorf("signature by key %q does not verify", kid)
 	}
 	if seq >= ev.Seq {
-		return fmt.Errorf("names seq %d, not before its own seq %d", seq, ev.Seq)
+		return link{}, fmt.Errorf("names seq %d, not before its own seq %d", seq, ev.Seq)
 	}
-	want, ok := v.hashAt(seq)
+	if seq < v.start.seq {
+		// A resumed verification cannot check a head before its start;
+		// the run that verified up to the start could. Such a checkpoint
+		// (its signing began before the start was stored and it was
+		// appended after) vouches for nothing after the start.
+		return link{seq: seq, ord: -1}, nil
+	}
+	want, ok := v.linkAt(seq)
 	if !ok {
-		return fmt.Errorf("names seq %d, which is not in the chain checked (or more than %d events back)", seq, v.window)
+		return link{}, fmt.Errorf("names seq %d, which is not in the chain checked (or more than %d events back)", seq, v.window)
 	}
-	if !bytes.Equal(want, head) {
-		return fmt.Errorf("names hash %s for seq %d, but the chain has %x there", d["hash"], seq, want)
+	if !bytes.Equal(want.hash, head) {
+		return link{}, fmt.Errorf("names hash %s for seq %d, but the chain has %x there", d["hash"], seq, want.hash)
 	}
-	v.res.LastCheckpointHead = seq
-	return nil
+	return want, nil
 }
 
-// hashAt returns the hash of seq from the starting point or the window.
-func (v *Verifier) hashAt(seq int64) ([]byte, bool) {
+// linkAt returns the link of seq from the starting point or the window.
+func (v *Verifier) linkAt(seq int64) (link, bool) {
 	if seq == v.start.seq {
-		return v.start.hash, true
+		return v.start, true
 	}
 	for _, l := range v.ring {
 		if l.seq == seq {
-			return l.hash, true
+			return l, true
 		}
 	}
-	return nil, false
+	return link{}, false
 }
 
 // Result reports what has been checked so far.

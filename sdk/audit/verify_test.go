@@ -122,7 +122,7 @@ func TestVerifyIntact(t *testing.T) {
 		t.Fatalf("intact chain broken: %v", r.Break)
 	}
 	if r.Events != 20 || r.Checkpoints != 2 || r.LastCheckpointSeq != 17 || r.LastCheckpointHead != 16 ||
-		r.AfterCheckpoint != 3 || r.HeadSeq != 20 || r.Gaps != 0 {
+		r.AfterCheckpoint != 4 || r.Stale != 0 || r.HeadSeq != 20 || r.Gaps != 0 {
 		t.Fatalf("result = %+v", r)
 	}
 	// Verifying in two runs, the second from where the first stopped,
@@ -297,12 +297,85 @@ func TestVerifyTailTruncation(t *testing.T) {
 	if full.Break != nil || cut.Break != nil {
 		t.Fatalf("breaks: %v %v", full.Break, cut.Break)
 	}
-	if full.AfterCheckpoint != 3 || cut.AfterCheckpoint != 1 || cut.LastCheckpointSeq != 17 {
+	// The checkpoint event itself counts: it can be cut off as well.
+	if full.AfterCheckpoint != 4 || cut.AfterCheckpoint != 2 || cut.LastCheckpointSeq != 17 {
 		t.Fatalf("after checkpoint: full %+v, cut %+v", full, cut)
 	}
 	none := verifyAll(b.keys(), b.events[:10])
 	if none.Checkpoints != 0 || none.AfterCheckpoint != 10 {
 		t.Fatalf("no checkpoint: %+v", none)
+	}
+}
+
+// A copy of an old checkpoint placed later in a rewritten log verifies
+// (its signature and the head it names are genuine) but vouches for
+// nothing after that head: the result must not count the rewritten events
+// as covered. Before, AfterCheckpoint restarted at the copy, so a log with
+// an event changed after the first checkpoint and every later hash
+// recomputed reported 3 unvouched events instead of 10.
+func TestVerifyReplayedCheckpointVouchesForNothingNew(t *testing.T) {
+	b := sampleChain(t)
+	evs := slices.Clone(b.events)
+	evs[12].AccountID = "someone-else" // seq 13, after the first checkpoint (seq 11, head 10)
+	cp := evs[16]                      // the second checkpoint, seq 17
+	cp.Details = evs[10].Details       // replaced by a copy of the first
+	evs[16] = cp
+	r := verifyAll(b.keys(), rechain(evs, 12))
+	if r.Break != nil {
+		t.Fatalf("the copy should verify as a checkpoint of seq 10: %v", r.Break)
+	}
+	if r.Checkpoints != 2 || r.Stale != 1 || r.LastCheckpointSeq != 11 || r.LastCheckpointHead != 10 ||
+		r.AfterCheckpoint != 10 {
+		t.Fatalf("result = %+v, want the chain vouched for up to seq 10 only (10 events after it, 1 stale checkpoint)", r)
+	}
+	// A checkpoint named behind its own seq: the events between the head
+	// it names and itself are not vouched for either.
+	b2 := newChainBuilder(t)
+	b2.add(5)
+	seq, head := b2.head()
+	b2.add(3)
+	b2.appendCheckpoint(checkpointDetails(b2.priv, b2.kid, seq, head))
+	if r := verifyAll(b2.keys(), b2.events); r.Break != nil || r.AfterCheckpoint != 4 {
+		t.Fatalf("checkpoint behind its head: %+v, want 4 events (6, 7, 8 and the checkpoint) not vouched for", r)
+	}
+}
+
+// A checkpoint whose signing began before the head a previous run
+// stopped at, and which was appended after it, names a seq before the
+// start of the resumed run: its signature is checked, but it vouches for
+// nothing after the start. Before, it broke the resumed run ("not in the
+// chain checked"), a false alarm on an intact log.
+func TestVerifyResumedBeforeAnInFlightCheckpoint(t *testing.T) {
+	b := newChainBuilder(t)
+	b.add(5)
+	seq, head := b.head() // the checkpointer reads head 5 and signs it
+	b.add(1)              // meanwhile event 6 is stored; a run stops at it
+	startSeq, startHash := b.head()
+	b.appendCheckpoint(checkpointDetails(b.priv, b.kid, seq, head)) // seq 7, names 5
+	b.add(2)
+	v := audit.NewVerifierFrom(startSeq, startHash, b.keys())
+	for _, ev := range b.events[startSeq:] {
+		if err := v.Add(ev); err != nil {
+			t.Fatalf("resumed run broke on an intact log: %v", err)
+		}
+	}
+	if r := v.Result(); r.Checkpoints != 1 || r.Stale != 1 || r.LastCheckpointSeq != 0 || r.AfterCheckpoint != 3 {
+		t.Fatalf("result = %+v, want one stale checkpoint and 3 events no checkpoint vouches for", r)
+	}
+	// A bad signature on such a checkpoint still breaks the chain.
+	_, other, _ := ed25519.GenerateKey(nil)
+	evs := slices.Clone(b.events)
+	evs[6].Details = checkpointDetails(other, b.kid, seq, head)
+	evs = rechain(evs, 6)
+	v = audit.NewVerifierFrom(startSeq, startHash, b.keys())
+	var err error
+	for _, ev := range evs[startSeq:] {
+		if err = v.Add(ev); err != nil {
+			break
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Fatalf("forged checkpoint before the start: %v", err)
 	}
 }
 
@@ -352,6 +425,27 @@ func TestVerifyCheckpointOfStart(t *testing.T) {
 	b.add(2)
 	if r := verifyAll(b.keys(), b.events); r.Break != nil || r.Checkpoints != 1 || r.LastCheckpointHead != 0 {
 		t.Fatalf("result = %+v", r)
+	}
+}
+
+// The event ID in a break's message is text whoever tampered with the
+// log chose: it is quoted unless plain, so it cannot start a new line or
+// carry terminal escapes into the verifier's report.
+func TestVerifyBreakQuotesAForgedID(t *testing.T) {
+	b := sampleChain(t)
+	evs := slices.Clone(b.events)
+	evs[2].ID = "x)\n\x1b[2K\raudit chain intact\n"
+	r := verifyAll(b.keys(), evs)
+	if r.Break == nil {
+		t.Fatal("the changed event verified")
+	}
+	if msg := r.Break.Error(); strings.ContainsAny(msg, "\n\r\x1b") || !strings.Contains(msg, `(event "x)\n\x1b[2K\raudit chain intact\n")`) {
+		t.Fatalf("break message %q", msg)
+	}
+	evs = slices.Clone(b.events)
+	evs[2].IP = "127.0.0.9"
+	if msg := verifyAll(b.keys(), evs).Break.Error(); !strings.Contains(msg, "(event ev-3)") {
+		t.Fatalf("a plain id is quoted: %q", msg)
 	}
 }
 

@@ -30,7 +30,8 @@
 // are transient (sdk.ErrUnavailable). Any other status (401 for a wrong
 // secret, 404 for a wrong path, 400, 413...) is sdk.ErrPrecondition: the
 // endpoint refuses, and the same request will keep being refused until
-// an operator fixes one side. The server still retries (with backoff,
+// an operator fixes one side. So is a redirect (3xx), which is never
+// followed: the batch reached no receiver. The server still retries (with backoff,
 // logging each failure): an audit event is never dropped because a
 // receiver was misconfigured for a while.
 package webhook
@@ -134,7 +135,15 @@ func Open(_ context.Context, uri string, logger *slog.Logger) (audit.Sink, error
 	}
 	u.Scheme, u.RawQuery = scheme, ""
 	s.endpoint = u.String()
-	s.client = &http.Client{Timeout: timeout}
+	s.client = &http.Client{
+		Timeout: timeout,
+		// A redirect is answered, not followed: followed, a 302 or 303
+		// turns the POST into a GET without the events (and the page it
+		// leads to answering 200 would count as delivered), and a 307 or
+		// 308 sends the signed batch wherever Location points. Deliver
+		// treats 3xx as a refusal.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	logger.Info("webhook audit: delivering audit events", "endpoint", s.endpoint)
 	return s, nil
 }

@@ -3,9 +3,12 @@ package webhook
 import (
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,6 +103,39 @@ func TestFailures(t *testing.T) {
 			t.Fatalf("Deliver with a clock an hour slow = %v, want refused", err)
 		}
 	})
+}
+
+// TestRedirectIsARefusal: a redirect is not an acknowledgement. Go's
+// client followed it by default: a 302 or 303 turned the POST into a GET
+// without the events, and the 200 of the page redirected to counted as
+// delivered (the batch was lost); a 307 or 308 sent the signed batch to
+// whatever host the Location named.
+func TestRedirectIsARefusal(t *testing.T) {
+	for _, status := range []int{http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		t.Run("case="+strconv.Itoa(status), func(t *testing.T) {
+			var elsewhere atomic.Int32
+			other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				elsewhere.Add(1)
+			}))
+			defer other.Close()
+			redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, other.URL+"/login", status)
+			}))
+			defer redirector.Close()
+			s, err := Open(t.Context(), "webhook+"+redirector.URL+"/intake?secret_file="+secretFile(t, testSecret), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.Deliver(t.Context(), []audit.Event{audittest.Event(1)})
+			if !errors.Is(err, sdk.ErrPrecondition) || !strings.Contains(err.Error(), strconv.Itoa(status)) {
+				t.Fatalf("Deliver answered by a %d redirect = %v, want a refusal naming the status", status, err)
+			}
+			if n := elsewhere.Load(); n != 0 {
+				t.Fatalf("the redirect was followed (%d requests to its target)", n)
+			}
+		})
+	}
 }
 
 // TestAttackerText: each event is one JSON object in the body whatever

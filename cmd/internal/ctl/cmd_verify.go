@@ -130,6 +130,7 @@ type verifyReport struct {
 	LastCheckpointSeq  int64  `json:"last_checkpoint_seq"`
 	LastCheckpointHead int64  `json:"last_checkpoint_head"`
 	AfterCheckpoint    int64  `json:"after_checkpoint"`
+	StaleCheckpoints   int64  `json:"stale_checkpoints"`
 	Gaps               int64  `json:"gaps"`
 	HeadSeq            int64  `json:"head_seq"`
 	HeadHash           string `json:"head_hash"`
@@ -236,7 +237,7 @@ func printVerify(a *app, res audit.Result, source string) error {
 		rep := verifyReport{
 			Intact: res.Break == nil, Events: res.Events, Checkpoints: res.Checkpoints,
 			LastCheckpointSeq: res.LastCheckpointSeq, LastCheckpointHead: res.LastCheckpointHead,
-			AfterCheckpoint: res.AfterCheckpoint, Gaps: res.Gaps, HeadSeq: res.HeadSeq,
+			AfterCheckpoint: res.AfterCheckpoint, StaleCheckpoints: res.Stale, Gaps: res.Gaps, HeadSeq: res.HeadSeq,
 			HeadHash: hex.EncodeToString(res.HeadHash), Keys: source,
 		}
 		if b := res.Break; b != nil {
@@ -257,9 +258,12 @@ func printVerify(a *app, res audit.Result, source string) error {
 		if res.Checkpoints == 0 {
 			fmt.Fprintf(w, "checkpoints verified: 0 (keys: %s); no checkpoint vouches for any event\n", source)
 		} else {
-			fmt.Fprintf(w, "checkpoints verified: %d (keys: %s), the last at seq %d for the chain up to seq %d\n",
+			fmt.Fprintf(w, "checkpoints verified: %d (keys: %s), the furthest at seq %d for the chain up to seq %d\n",
 				res.Checkpoints, source, res.LastCheckpointSeq, res.LastCheckpointHead)
-			fmt.Fprintf(w, "events after the last checkpoint: %d (no checkpoint vouches for them yet)\n", res.AfterCheckpoint)
+			fmt.Fprintf(w, "events after seq %d: %d (no checkpoint vouches for them yet)\n", res.LastCheckpointHead, res.AfterCheckpoint)
+			if res.Stale > 0 {
+				fmt.Fprintf(w, "stale checkpoints (naming a head an earlier checkpoint covered): %d\n", res.Stale)
+			}
 		}
 		if res.Gaps > 0 {
 			fmt.Fprintf(w, "seq gaps with intact links: %d\n", res.Gaps)

@@ -122,8 +122,8 @@ func TestAuditVerify(t *testing.T) {
 
 			code, out, stderr := ctl(admin, "audit", "verify", "-page", "2")
 			if code != exitOK || !strings.Contains(out, "audit chain intact") ||
-				!strings.Contains(out, "checkpoints verified: 1 (keys: server), the last at seq "+strconv.FormatInt(cp1, 10)) ||
-				!strings.Contains(out, "events after the last checkpoint: 1") {
+				!strings.Contains(out, "checkpoints verified: 1 (keys: server), the furthest at seq "+strconv.FormatInt(cp1, 10)) ||
+				!strings.Contains(out, "events after seq "+strconv.FormatInt(cp1-1, 10)+": 2 (") {
 				t.Fatalf("verify intact: exit %d\nstdout %s\nstderr %s", code, out, stderr)
 			}
 			head := regexp.MustCompile(`head: -from (\d+:[0-9a-f]{64})`).FindStringSubmatch(out)

@@ -32,6 +32,10 @@ var (
 	ErrMalformed = errors.New("webhooksig: malformed signature header")
 	ErrStale     = errors.New("webhooksig: timestamp outside the tolerance")
 	ErrMismatch  = errors.New("webhooksig: signature does not match")
+	// ErrNoSecret: Verify was given an empty secret, with which anyone
+	// can compute a matching signature (a receiver whose secret variable
+	// was unset would accept forged events).
+	ErrNoSecret = errors.New("webhooksig: no secret to verify with")
 )
 
 func mac(secret []byte, ts string, body []byte) []byte {
@@ -53,6 +57,9 @@ func Sign(secret []byte, t time.Time, body []byte) string {
 // while they are rotated); one matching is enough. Unknown keys are
 // ignored, so later schemes can be added beside v1.
 func Verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	if len(secret) == 0 {
+		return ErrNoSecret
+	}
 	var ts string
 	var sigs [][]byte
 	for part := range strings.SplitSeq(header, ",") {

@@ -38,6 +38,8 @@ func TestSignVerify(t *testing.T) {
 		{"two t", secret, "t=1800000000," + h, body, now, ErrMalformed},
 		{"short v1", secret, "t=1800000000,v1=abcd", body, now, ErrMalformed},
 		{"empty", secret, "", body, now, ErrMalformed},
+		// Before, an empty secret verified what anyone signed with one.
+		{"empty secret", nil, Sign(nil, now, body), body, now, ErrNoSecret},
 	}
 	for _, tt := range tests {
 		t.Run("case="+tt.name, func(t *testing.T) {
