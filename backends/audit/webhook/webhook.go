@@ -2,7 +2,8 @@
 // events as JSON to an HTTP(S) endpoint, signed with HMAC-SHA256.
 //
 // URI: webhook+https://collector.internal/intake?secret_file=/etc/mcias/webhook.key
-// (or webhook+http://... for a receiver on the same host). Query
+// (or webhook+http://... for a receiver on the same host: localhost,
+// 127.0.0.0/8 or ::1; plain HTTP to any other host is refused). Query
 // parameters, removed from the URL before it is called:
 //
 //	secret_env=NAME   the signing secret is the value of environment variable NAME
@@ -44,6 +45,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -93,6 +95,12 @@ func Open(_ context.Context, uri string, logger *slog.Logger) (audit.Sink, error
 	}
 	if u.User != nil || u.Fragment != "" {
 		return nil, bad("credentials or a fragment in the URL")
+	}
+	if scheme == "http" && !loopback(u.Hostname()) {
+		// Audit events name accounts, addresses and acts; across a
+		// network they travel under TLS. Plain HTTP is for a receiver
+		// on this host.
+		return nil, bad("webhook+http is only for a receiver on this host (localhost, 127.0.0.0/8, ::1); use webhook+https")
 	}
 	s := &Sink{logger: logger, now: time.Now}
 	timeout := 10 * time.Second
@@ -230,4 +238,14 @@ func (s *Sink) Close(context.Context) error {
 		s.client.CloseIdleConnections()
 	}
 	return nil
+}
+
+// loopback reports whether host names this machine: "localhost" or a
+// loopback address.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

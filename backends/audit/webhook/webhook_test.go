@@ -178,11 +178,27 @@ func TestBadURIs(t *testing.T) {
 		"webhook+https://collector/intake?secret_env=WEBHOOK_OK&timeout=soon",
 		"webhook+https://collector/intake?secret_env=WEBHOOK_OK&retries=3",
 		"webhook+https://collector/intake?secret=" + testSecret,
+		"webhook+http://collector/intake?secret_env=WEBHOOK_OK",
+		"webhook+http://192.0.2.10:8080/intake?secret_env=WEBHOOK_OK",
+		"webhook+http://localhost.collector.example/intake?secret_env=WEBHOOK_OK",
 	} {
 		if _, err := Open(t.Context(), uri, nil); !errors.Is(err, sdk.ErrInvalidArgument) {
 			t.Errorf("Open(%q) = %v, want ErrInvalidArgument", uri, err)
 		} else if strings.Contains(err.Error(), testSecret) {
 			t.Errorf("Open(%q) error reveals the secret: %v", uri, err)
 		}
+	}
+}
+
+// Plain HTTP is accepted for a receiver on this host only.
+func TestPlainHTTPOnlyToLoopback(t *testing.T) {
+	t.Setenv("WEBHOOK_OK", testSecret)
+	for _, host := range []string{"127.0.0.1:9", "127.8.9.10:9", "[::1]:9", "localhost:9", "LOCALHOST"} {
+		s, err := Open(t.Context(), "webhook+http://"+host+"/intake?secret_env=WEBHOOK_OK", nil)
+		if err != nil {
+			t.Errorf("webhook+http://%s refused: %v", host, err)
+			continue
+		}
+		_ = s.Close(t.Context())
 	}
 }
