@@ -91,11 +91,7 @@ func TestAuditTamperEvidence(t *testing.T) {
 	// Change one stored event in the database file, as someone with
 	// write access to it could: the second failed login now seems to come
 	// from elsewhere.
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "run", "mcias.db")+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openRunDB(t, dir)
 	var seq int64
 	var ip string
 	if err := db.QueryRow(`SELECT seq, ip FROM audit_events WHERE type = 'login_failure' ORDER BY seq LIMIT 1 OFFSET 1`).Scan(&seq, &ip); err != nil {
@@ -263,11 +259,7 @@ func TestAuditCheckpointsCatchARewrite(t *testing.T) {
 
 	// The rewrite: the first failed login gets another IP, and every
 	// event from it on gets a fresh, consistent hash.
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "run", "mcias.db")+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openRunDB(t, dir)
 	var target int64
 	if err := db.QueryRow(`SELECT MIN(seq) FROM audit_events WHERE type = 'login_failure'`).Scan(&target); err != nil {
 		t.Fatal(err)
@@ -324,4 +316,16 @@ func TestAuditCheckpointsCatchARewrite(t *testing.T) {
 		!strings.Contains(out, "but the chain has") {
 		t.Fatalf("audit verify after a rewrite: exit %d, want 5 naming the checkpoint at seq %d\n%s", code, firstCheckpoint, out)
 	}
+}
+
+// openRunDB opens the SQLite database of the layout in dir directly, as
+// someone with write access to the file could; closed when t ends.
+func openRunDB(t *testing.T, dir string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "run", "mcias.db")+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }
