@@ -186,7 +186,8 @@ format = "text"
 [plugins]
 # "in-process" runs the backends above inside mciassrv. "subprocess" runs
 # each in the catalog plugin named after its scheme (sqlite, local, file;
-# syslog for syslog+tcp and syslog+unix, webhook for webhook+https):
+# syslog for syslog+tcp and syslog+unix, webhook for webhook+https and
+# webhook+http):
 # a separate process over gRPC, supervised and restarted by mciassrv.
 builtins = "in-process"
 %s`
