@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"time"
 )
 
 // KeyLookup returns the Ed25519 public key a checkpoint names by kid, and
@@ -62,6 +63,11 @@ type Result struct {
 	// neither; it is counted in Stale.
 	LastCheckpointSeq  int64
 	LastCheckpointHead int64
+	// LastCheckpointTime is when that checkpoint was written (zero when
+	// none). On a server that checkpoints every minute, a last
+	// checkpoint far older than the head or than now is the trace a
+	// truncated or rolled-back log leaves.
+	LastCheckpointTime time.Time
 	// AfterCheckpoint counts the events after LastCheckpointHead, the
 	// checkpoint events among them included (all events when no
 	// checkpoint verified). No signature vouches for them: they can be
@@ -84,6 +90,8 @@ type Result struct {
 	// resume from (NewVerifierFrom) with the next batch.
 	HeadSeq  int64
 	HeadHash []byte
+	// HeadTime is the time of the last event checked.
+	HeadTime time.Time
 	// Break is the first broken link; nil when everything checked holds.
 	Break *Break
 }
@@ -181,6 +189,7 @@ func (v *Verifier) Add(ev Event) error {
 		v.res.Checkpoints++
 		if named.ord >= 0 && (named.seq > v.res.LastCheckpointHead || v.res.LastCheckpointSeq == 0) {
 			v.res.LastCheckpointSeq, v.res.LastCheckpointHead = ev.Seq, named.seq
+			v.res.LastCheckpointTime = ev.Time
 			// This event is ordinal n+1; the events after the named
 			// head, this one included, are not vouched for.
 			v.res.AfterCheckpoint = v.n + 1 - named.ord
@@ -188,7 +197,7 @@ func (v *Verifier) Add(ev Event) error {
 			v.res.Stale++
 		}
 	}
-	v.res.HeadSeq, v.res.HeadHash = ev.Seq, bytes.Clone(ev.Hash)
+	v.res.HeadSeq, v.res.HeadHash, v.res.HeadTime = ev.Seq, bytes.Clone(ev.Hash), ev.Time
 	if len(v.ring) < v.window {
 		v.ring = append(v.ring, link{})
 	}

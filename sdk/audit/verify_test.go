@@ -125,6 +125,10 @@ func TestVerifyIntact(t *testing.T) {
 		r.AfterCheckpoint != 4 || r.Stale != 0 || r.HeadSeq != 20 || r.Gaps != 0 {
 		t.Fatalf("result = %+v", r)
 	}
+	if !r.LastCheckpointTime.Equal(b.events[16].Time) || !r.HeadTime.Equal(b.events[19].Time) {
+		t.Fatalf("last checkpoint time %v (want %v), head time %v (want %v)",
+			r.LastCheckpointTime, b.events[16].Time, r.HeadTime, b.events[19].Time)
+	}
 	// Verifying in two runs, the second from where the first stopped,
 	// gives the same head.
 	v := audit.NewVerifier(b.keys())

@@ -134,7 +134,9 @@ type verifyReport struct {
 	Gaps               int64  `json:"gaps"`
 	HeadSeq            int64  `json:"head_seq"`
 	HeadHash           string `json:"head_hash"`
-	Keys               string `json:"keys"` // "server" or the -keys file
+	HeadTime           string `json:"head_time,omitempty"`            // RFC 3339, of the last event
+	LastCheckpointTime string `json:"last_checkpoint_time,omitempty"` // RFC 3339, when it was written
+	Keys               string `json:"keys"`                           // "server" or the -keys file
 	Break              *struct {
 		Seq    int64  `json:"seq"`
 		ID     string `json:"id"`
@@ -239,6 +241,7 @@ func printVerify(a *app, res audit.Result, source string) error {
 			LastCheckpointSeq: res.LastCheckpointSeq, LastCheckpointHead: res.LastCheckpointHead,
 			AfterCheckpoint: res.AfterCheckpoint, StaleCheckpoints: res.Stale, Gaps: res.Gaps, HeadSeq: res.HeadSeq,
 			HeadHash: hex.EncodeToString(res.HeadHash), Keys: source,
+			HeadTime: rfc3339(res.HeadTime), LastCheckpointTime: rfc3339(res.LastCheckpointTime),
 		}
 		if b := res.Break; b != nil {
 			rep.Break = &struct {
@@ -261,6 +264,10 @@ func printVerify(a *app, res audit.Result, source string) error {
 			fmt.Fprintf(w, "checkpoints verified: %d (keys: %s), the furthest at seq %d for the chain up to seq %d\n",
 				res.Checkpoints, source, res.LastCheckpointSeq, res.LastCheckpointHead)
 			fmt.Fprintf(w, "events after seq %d: %d (no checkpoint vouches for them yet)\n", res.LastCheckpointHead, res.AfterCheckpoint)
+			// A server checkpoints every checkpoint_every while events
+			// come in: a last checkpoint much older than the head (or
+			// than now) is what cutting the end off the log leaves.
+			fmt.Fprintf(w, "last checkpoint written %s, head event %s\n", rfc3339(res.LastCheckpointTime), rfc3339(res.HeadTime))
 			if res.Stale > 0 {
 				fmt.Fprintf(w, "stale checkpoints (naming a head an earlier checkpoint covered): %d\n", res.Stale)
 			}
@@ -277,4 +284,12 @@ func printVerify(a *app, res audit.Result, source string) error {
 		fmt.Fprintln(a.sys.Stdout, "audit chain intact")
 	}
 	return nil
+}
+
+// rfc3339 formats t in UTC to the second, or "" for the zero time.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }

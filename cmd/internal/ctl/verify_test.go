@@ -123,7 +123,8 @@ func TestAuditVerify(t *testing.T) {
 			code, out, stderr := ctl(admin, "audit", "verify", "-page", "2")
 			if code != exitOK || !strings.Contains(out, "audit chain intact") ||
 				!strings.Contains(out, "checkpoints verified: 1 (keys: server), the furthest at seq "+strconv.FormatInt(cp1, 10)) ||
-				!strings.Contains(out, "events after seq "+strconv.FormatInt(cp1-1, 10)+": 2 (") {
+				!strings.Contains(out, "events after seq "+strconv.FormatInt(cp1-1, 10)+": 2 (") ||
+				!regexp.MustCompile(`last checkpoint written \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ, head event \d{4}-`).MatchString(out) {
 				t.Fatalf("verify intact: exit %d\nstdout %s\nstderr %s", code, out, stderr)
 			}
 			head := regexp.MustCompile(`head: -from (\d+:[0-9a-f]{64})`).FindStringSubmatch(out)
