@@ -76,9 +76,8 @@ func storedIDs(t *testing.T, c *http.Client, base, admin string) []string {
 	return ids
 }
 
-// jsonlIDs returns the event IDs of a JSON Lines audit file in file
-// order; a missing file has none.
-func jsonlIDs(t *testing.T, path string) []string {
+// readLines reads a JSON-lines sink file (missing: none).
+func readLines(t *testing.T, path string) []map[string]any {
 	t.Helper()
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
@@ -88,20 +87,30 @@ func jsonlIDs(t *testing.T, path string) []string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var ids []string
+	var out []map[string]any
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var ev struct {
-			ID string `json:"id"`
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("%s: %v", path, err)
 		}
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			t.Fatalf("%s: line %q: %v", path, sc.Bytes(), err)
-		}
-		ids = append(ids, ev.ID)
+		out = append(out, m)
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// jsonlIDs returns the event IDs of a JSON Lines audit file in file
+// order; a missing file has none.
+func jsonlIDs(t *testing.T, path string) []string {
+	t.Helper()
+	var ids []string
+	for _, m := range readLines(t, path) {
+		id, _ := m["id"].(string)
+		ids = append(ids, id)
 	}
 	return ids
 }
